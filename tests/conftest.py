@@ -1,7 +1,7 @@
 """Session-wide fixtures: real PostgreSQL database and a real Kafka-protocol broker."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

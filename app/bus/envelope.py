@@ -4,9 +4,10 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -81,12 +82,12 @@ class Record:
 
 def now_rfc3339() -> str:
     """The current UTC time in RFC 3339 with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ms_to_rfc3339(ms: int) -> str:
     """Milliseconds since the epoch as RFC 3339 UTC."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -1,8 +1,9 @@
 """The EventLog protocol: what every backend (SQL, Kafka) promises. The conformance suite checks it."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence, Union
+from typing import Protocol
 
 from app.bus.envelope import Event, Record
 
@@ -68,7 +69,7 @@ class StreamInfo:
 
 
 # What a group reset moves to: "earliest", "latest", {"time": epoch_ms} or {"offsets": {partition: offset}}.
-ResetTarget = Union[str, Mapping[str, object]]
+ResetTarget = str | Mapping[str, object]
 
 MAX_PARTITIONS = 256
 

@@ -1,0 +1,82 @@
+"""Application factory: the one place extensions are bound and views registered."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import BASE_DIR, INSTANCE_DIR, config_for, secret_key
+
+logger = logging.getLogger(__name__)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Foreign keys for ON DELETE CASCADE, WAL so readers never block the writer.
+    if type(dbapi_conn).__module__.startswith("sqlite3"):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+
+def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web application (console, REST API, registry) for ``config_name``."""
+    from flask_appbuilder import AppBuilder
+
+    from app.extensions import csrf, db, migrate
+
+    app = Flask(__name__, template_folder=str(BASE_DIR / "templates"), static_folder=str(BASE_DIR / "static"),
+                instance_path=str(INSTANCE_DIR))
+    app.config.from_object(config_for(config_name))
+    if overrides:
+        app.config.update(overrides)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = secret_key()
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        if not event.contains(Engine, "connect", _sqlite_pragmas):
+            event.listen(Engine, "connect", _sqlite_pragmas)
+
+    db.init_app(app)
+    csrf.init_app(app)  # console forms; API blueprints are exempt (they take tokens, not cookies)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+
+    from app.api.http import register_error_handlers
+
+    register_error_handlers(app)
+    with app.app_context():
+        # One AppBuilder per app: FAB keeps its registered views on the instance, so a shared
+        # singleton would leave a second app (tests, the worker) without routes.
+        appbuilder = AppBuilder(update_perms=False)
+        appbuilder.init_app(app, db.session)
+        _register(appbuilder)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+
+    @app.teardown_appcontext
+    def _remove_session(_exc: BaseException | None) -> None:
+        db.session.remove()
+
+    return app
+
+
+def _register(appbuilder: Any) -> None:
+    """Register every REST API and console view."""
+    from app.api.admin import ApiKeysApi, TenantsApi, UsersApi
+    from app.api.events import EventsApi
+    from app.api.groups import GroupsApi
+    from app.api.ops import OpsApi
+    from app.api.streams import StreamsApi
+    from app.views.streams import StreamsView
+
+    for api in (OpsApi, StreamsApi, EventsApi, GroupsApi, ApiKeysApi, TenantsApi, UsersApi):
+        appbuilder.add_api(api)
+    appbuilder.add_view(StreamsView, "Streams", icon="fa-stream", category="Bus")

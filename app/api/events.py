@@ -1,0 +1,10 @@
+"""Placeholder until written."""
+from __future__ import annotations
+
+from app.api.base import BusApi
+
+
+class EventsApi(BusApi):
+    """In progress."""
+
+    resource_name = "events"

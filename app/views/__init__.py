@@ -1,0 +1,1 @@
+"""Console views (Flask-AppBuilder): thin, they call app/services like the API does."""

@@ -1,0 +1,115 @@
+"""Configuration from the environment (12-factor). ``create_app`` picks one of these classes."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in instance/ (embedded mode)."""
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    path = INSTANCE_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    import secrets
+
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+class Config:
+    """Defaults shared by every environment: the embedded single-machine bus."""
+
+    APP_NAME = "APG Event Bus"
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'bus.db'}")
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    EVENT_LOG_URL = os.environ.get("EVENT_LOG_URL", "sql")
+    KAFKA_REPLICATION_FACTOR = _int("KAFKA_REPLICATION_FACTOR", 1)
+    REDIS_URL = os.environ.get("REDIS_URL")  # absent: in-process
+    ADMIN_PASSWORD = os.environ.get("ADMIN_PASSWORD")
+    PORT = _int("PORT", 5000)
+
+    # Flask-AppBuilder: permissions and tables are set up by `flask bus init` and Alembic, never on boot.
+    FAB_CREATE_DB = False
+    FAB_UPDATE_PERMS = False
+    FAB_API_SWAGGER_UI = True
+    FAB_ADD_SECURITY_API = False
+    AUTH_TYPE = 1  # AUTH_DB
+    AUTH_ROLE_ADMIN = "Admin"
+    AUTH_ROLE_PUBLIC = "Public"
+    FAB_ROLES = {
+        # Console permissions; the API checks roles itself (app/security.py).
+        "Operator": [[".*", "can_list"], [".*", "can_show"], [".*", "can_add"], [".*", "can_edit"],
+                     [".*", "can_delete"], [".*", "can_get"], [".*", "menu_access"]],
+        "Viewer": [[".*", "can_list"], [".*", "can_show"], [".*", "can_get"], [".*", "menu_access"]],
+    }
+    JWT_ACCESS_TOKEN_EXPIRES = _int("JWT_ACCESS_TOKEN_EXPIRES_S", 3600)
+    WTF_CSRF_ENABLED = True
+
+    # API limits (API.md): up to 10,000 events or 10 MiB a request.
+    MAX_CONTENT_LENGTH = 10 * 1024 * 1024
+    MAX_BATCH_EVENTS = 10_000
+    MAX_JSON_DEPTH = 64
+    MAX_PARTITIONS = 256
+    IDEMPOTENCY_TTL_S = 24 * 3600
+    FETCH_MAX = 10_000
+    FETCH_MAX_WAIT_MS = 30_000
+
+    WEBHOOK_ALLOW_PRIVATE = _bool("WEBHOOK_ALLOW_PRIVATE", True)
+
+
+class DevelopmentConfig(Config):
+    """`make run`: embedded, everything in one process."""
+
+    DEBUG = False
+
+
+class TestingConfig(Config):
+    """The test suite: callers pass DATABASE_URL / EVENT_LOG_URL overrides per test."""
+
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+    SECRET_KEY = "test-secret-key-not-for-production-use-0123456789"  # noqa: S105 (tests only)
+    ADMIN_PASSWORD = "admin-test-password"  # noqa: S105 (tests only)
+
+
+class ProductionConfig(Config):
+    """Several processes on PostgreSQL, Kafka and Redis; private webhook targets refused."""
+
+    WEBHOOK_ALLOW_PRIVATE = _bool("WEBHOOK_ALLOW_PRIVATE", False)
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", True)
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for(name: str | None = None) -> type[Config]:
+    """The config class for APP_ENV (default: development, the embedded bus)."""
+    return CONFIGS[(name or os.environ.get("APP_ENV") or "development").lower()]
+
+
+def secret_key() -> str:
+    """The SECRET_KEY, resolved lazily so importing config writes nothing."""
+    return _secret_key()
