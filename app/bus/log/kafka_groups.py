@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
 from app.bus.envelope import Record
-from app.bus.log.base import InvalidOffset, InvalidPartition, LogError, PartitionLag, ResetTarget
+from app.bus.log.base import InvalidPartition, LogError, PartitionLag, ResetTarget
 from app.bus.log.kafka_admin import kafka_error, raise_for
 
 if TYPE_CHECKING:
@@ -45,8 +46,26 @@ class KafkaGroups:
         committed = self.committed(group, stream)
         lows = self._log.lows(stream, parts)
         starts = {p: max(committed.get(p, lows[p]), lows[p]) for p in parts}
-        per_partition = self._log.drain(stream, starts, max_records, wait_s=wait_s, per_partition_limit=max_records)
-        return _round_robin(per_partition, max_records)
+        taken: dict[int, list[Record]] = {p: [] for p in parts}
+        budget, active, wait = max_records, list(parts), wait_s
+        # Rounds of an equal share per partition; partitions that filled their share get the unused
+        # budget in the next round. Bounded memory, fair, and the same answer for the same log.
+        while budget > 0 and active:
+            share = -(-budget // len(active))
+            got = self._log.drain(stream, {p: starts[p] for p in active}, share * len(active),
+                                  wait_s=wait, per_partition_limit=share)
+            wait = 0.0
+            if not any(got.values()):
+                break
+            still = []
+            for p in active:
+                taken[p].extend(got[p])
+                budget -= len(got[p])
+                if len(got[p]) >= share:
+                    starts[p] = got[p][-1].offset + 1
+                    still.append(p)
+            active = still
+        return _round_robin(taken, max_records)
 
     def commit(self, group: str, stream: str, offsets: Mapping[int, int]) -> None:
         """Store next offsets to read; InvalidPartition / InvalidOffset for ones outside the stream."""
@@ -134,7 +153,8 @@ class KafkaGroups:
 
     # -- internals ----------------------------------------------------------------------------
     def _alter(self, group: str, stream: str, offsets: Mapping[int, int]) -> None:
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(stream, p, o) for p, o in sorted(offsets.items())])
+        tps = [TopicPartition(stream, p, o) for p, o in sorted(offsets.items())]
+        request = ConsumerGroupTopicPartitions(group, tps)
         future = self._log.admin.client.alter_consumer_group_offsets([request])[group]
         try:
             result = future.result()
@@ -175,5 +195,3 @@ def _round_robin(per_partition: Mapping[int, list[Record]], limit: int) -> list[
         depth += 1
     return out
 
-
-__all__ = ["KafkaGroups", "InvalidOffset"]

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator, Mapping
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -22,7 +21,9 @@ class ReaderPool:
     """Consumers kept warm (connected, metadata cached) and lent to one thread at a time.
 
     A Consumer is safe to share between threads call by call, but assign()+poll() is a sequence,
-    so each read leases a consumer for its duration. They never join a group or commit.
+    so each read leases a consumer for its duration. They never join a group or commit. When all
+    are lent (long-polling fetches hold theirs), a new one is made rather than making reads wait;
+    at most ``size`` are kept idle.
     """
 
     def __init__(self, conf: Mapping[str, object], size: int = 4) -> None:
@@ -40,29 +41,26 @@ class ReaderPool:
             # noticing the end of a partition (default 500 ms would dominate a small read).
             "fetch.wait.max.ms": 20,
         }
-        self._idle: queue.LifoQueue[Consumer] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(size)
+        self._idle: queue.LifoQueue[Consumer] = queue.LifoQueue(maxsize=size)
         self._closed = False
+        self._generation = 0
 
     @contextmanager
     def lease(self) -> Iterator[Consumer]:
         """Lend a consumer; it is unassigned and returned to the pool afterwards."""
         if self._closed:
             raise LogError("the event log is closed")
-        self._slots.acquire()
+        generation = self._generation
         try:
-            try:
-                consumer = self._idle.get_nowait()
-            except queue.Empty:
-                consumer = Consumer(self._conf)
-            healthy = False
-            try:
-                yield consumer
-                healthy = True
-            finally:
-                self._give_back(consumer, healthy)
+            consumer = self._idle.get_nowait()
+        except queue.Empty:
+            consumer = Consumer(self._conf)
+        healthy = False
+        try:
+            yield consumer
+            healthy = True
         finally:
-            self._slots.release()
+            self._give_back(consumer, healthy and generation == self._generation)
 
     def _give_back(self, consumer: Consumer, healthy: bool) -> None:
         try:
@@ -70,18 +68,33 @@ class ReaderPool:
         except Exception:  # noqa: BLE001 - a broken consumer is closed, not reused
             healthy = False
         if healthy and not self._closed:
-            self._idle.put(consumer)
-        else:
-            _close_quietly(consumer)
+            try:
+                self._idle.put_nowait(consumer)
+                return
+            except queue.Full:
+                pass
+        _close_quietly(consumer)
 
-    def close(self) -> None:
-        """Close every idle consumer."""
-        self._closed = True
+    def retire(self) -> None:
+        """Close the idle consumers now and the lent ones when they come back.
+
+        Called before a topic is deleted. Workaround for tansu + librdkafka 2.16: a consumer that
+        has fetched from a topic crashes the process (NULL topic name in
+        rd_kafka_metadata_update_op) soon after that topic is deleted, because tansu answers its
+        fetches with an all-zero topic id. Apache Kafka answers UNKNOWN_TOPIC_ID; retiring is cheap
+        there too (the next read connects a fresh consumer).
+        """
+        self._generation += 1
         while True:
             try:
                 _close_quietly(self._idle.get_nowait())
             except queue.Empty:
                 return
+
+    def close(self) -> None:
+        """Close every idle consumer (lent ones close when they come back)."""
+        self._closed = True
+        self.retire()
 
 
 def _close_quietly(consumer: Consumer) -> None:
@@ -98,8 +111,11 @@ def drain(
     limit: int,
     timeout_s: float,
     wait_s: float = 0.0,
+    per_partition_limit: int | None = None,
 ) -> dict[int, list[Record]]:
-    """Read the partitions from their start offsets until each reaches its end or ``limit`` records came.
+    """Read the partitions from their start offsets until each reaches its end or a limit.
+
+    ``limit`` caps the records in all, ``per_partition_limit`` those of each partition.
 
     The end is where the broker sends a partition-EOF event, not the high watermark from
     ListOffsets: tansu's ListOffsets can trail the real end by the last batch (DESIGN.md), while
@@ -111,6 +127,8 @@ def drain(
         return out
     next_offset = dict(starts)
     at_end: set[int] = set()
+    full: set[int] = set()
+    cap = per_partition_limit if per_partition_limit is not None else limit
     count = 0
     now = time.monotonic()
     hard_deadline = now + max(timeout_s, wait_s + timeout_s)
@@ -118,7 +136,7 @@ def drain(
     consumer.assign([TopicPartition(stream, p, o) for p, o in starts.items()])
     while count < limit:
         now = time.monotonic()
-        if len(at_end) == len(starts) and (count > 0 or now >= wait_deadline):
+        if len(at_end | full) == len(starts) and (count > 0 or now >= wait_deadline):
             break
         if now >= hard_deadline:
             logger.warning("read of %s stopped after %.1fs without reaching the end of %s",
@@ -144,10 +162,14 @@ def drain(
                 continue  # prefetched for an earlier assignment of this pooled consumer
             if count >= limit:
                 break
+            if partition in full:
+                continue
             out[partition].append(_record(msg, stream))
             next_offset[partition] = msg.offset() + 1
             at_end.discard(partition)
             count += 1
+            if len(out[partition]) >= cap:
+                full.add(partition)
     return out
 
 
