@@ -55,6 +55,8 @@ class Config:
     AUTH_TYPE = 1  # AUTH_DB
     AUTH_ROLE_ADMIN = "Admin"
     AUTH_ROLE_PUBLIC = "Public"
+    # Audits console and API sign-ins (user.login / user.login_failed).
+    FAB_SECURITY_MANAGER_CLASS = "app.security_manager.BusSecurityManager"
     FAB_ROLES = {
         # Console permissions; the API checks roles itself (app/security.py).
         "Operator": [[".*", "can_list"], [".*", "can_show"], [".*", "can_add"], [".*", "can_edit"],

@@ -12,20 +12,23 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
 from flask import g, request
 from flask_jwt_extended import decode_token
 from jwt import PyJWTError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import ApiKey, Tenant, user_tenants
+from app.models.base import utcnow
 from app.services.errors import Forbidden, NotFound, Unauthorized
 
 logger = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "ebk_"
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER = "Admin", "Operator", "Viewer"
 ROLES = (ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER)
 
@@ -86,11 +89,23 @@ def _principal_from_api_key(key: str) -> Principal:
     if row is None or row[0].revoked_at is not None:
         raise Unauthorized("unknown or revoked API key", code="invalid_credentials")
     api_key, slug = row
+    _touch(api_key)
     perms: set[str] = set()
     for scope in api_key.scope_list:
         perms |= SCOPE_PERMISSIONS.get(scope, frozenset())
     return Principal(tenant_id=api_key.tenant_id, tenant_slug=slug, actor=f"apikey:{api_key.id}",
                      permissions=frozenset(perms), api_key_id=api_key.id)
+
+
+def _touch(api_key: ApiKey) -> None:
+    # At most one write a minute per key: operators see "last used" without a write per request.
+    now = utcnow()
+    last = api_key.last_used_at
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)  # SQLite returns naive UTC
+    if last is None or now - last > LAST_USED_RESOLUTION:
+        db.session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
+        db.session.commit()
 
 
 def principal_for_user(user: Any, tenant_slug: str | None) -> Principal:

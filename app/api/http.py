@@ -14,8 +14,9 @@ JSON_TYPES = ("application/json", "application/cloudevents+json", "application/c
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Serialise with orjson (fast, RFC 3339 datetimes)."""
-    resp = Response(orjson.dumps(body, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS), status=status,
-                    mimetype="application/json")
+    # Naive datetimes are UTC (SQLite drops the zone): say so, RFC 3339 needs an offset.
+    option = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+    resp = Response(orjson.dumps(body, option=option), status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
@@ -71,4 +72,8 @@ def register_error_handlers(app: Flask) -> None:
         if not request.path.startswith(("/api/", "/health", "/ready")):
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
-        return json_response(error_body(code, exc.description or exc.name), exc.code or 500)
+        resp = json_response(error_body(code, exc.description or exc.name), exc.code or 500)
+        allow = dict(exc.get_headers()).get("Allow")
+        if allow:
+            resp.headers["Allow"] = allow  # a 405 names the methods that would work
+        return resp

@@ -67,12 +67,13 @@ def create_stream(principal: Principal, body: dict[str, Any]) -> Stream:
         schema_subject=check_optional_str(body.get("schema_subject"), "schema_subject", 255),
         description=check_optional_str(body.get("description"), "description", 10_000),
     )
-    db.session.add(stream)
-    try:
-        db.session.flush()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise Conflict(f"stream {name!r} exists", code="stream_exists", details={"stream": name}) from exc
+    # The log is written before the metadata row is flushed: on SQLite the log shares the database
+    # file, and a flushed row would hold the write lock the log's own transaction waits for.
+    exists = db.session.execute(
+        select(Stream.id).where(Stream.tenant_id == principal.tenant_id, Stream.name == name)
+    ).first()
+    if exists is not None:
+        raise Conflict(f"stream {name!r} exists", code="stream_exists", details={"stream": name})
     log = event_log()
     log_name = f"{principal.tenant_slug}.{name}"
     try:
@@ -82,6 +83,12 @@ def create_stream(principal: Principal, body: dict[str, Any]) -> Stream:
         info = log.stream_info(log_name)
         stream.partitions = info.partitions
         logger.info("adopted existing log stream %s", log_name)
+    db.session.add(stream)
+    try:
+        db.session.flush()
+    except IntegrityError as exc:  # a concurrent create of the same name won the race
+        db.session.rollback()
+        raise Conflict(f"stream {name!r} exists", code="stream_exists", details={"stream": name}) from exc
     audit.record(principal, "stream.create", "stream", name, {"partitions": stream.partitions})
     db.session.commit()
     return stream
@@ -124,13 +131,14 @@ def delete_stream(principal: Principal, name: str) -> None:
     """Delete a stream, its events and its groups."""
     stream = get_stream(principal, name)
     log_name = stream.log_name
-    db.session.delete(stream)
-    audit.record(principal, "stream.delete", "stream", name)
-    db.session.flush()
+    # Log first, for the same SQLite write-lock reason as in create_stream; a retry after a failed
+    # commit finds the log stream gone and only removes the row.
     try:
         event_log().delete_stream(log_name)
     except StreamNotFound:
         logger.warning("log stream %s was already gone", log_name)
+    db.session.delete(stream)
+    audit.record(principal, "stream.delete", "stream", name)
     db.session.commit()
 
 
