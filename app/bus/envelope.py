@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -17,6 +17,12 @@ MAX_ATTRIBUTE_LENGTH = 1024
 MAX_HEADERS = 64
 _TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,254}$")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# CloudEvents 1.0 forbids control characters and surrogates in string attributes; they also break
+# HTTP headers (webhooks), UTF-8 encoding (Kafka headers) and PostgreSQL text (NUL).
+_BAD_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Header names the Kafka binary mode reserves for itself (content-type carries datacontenttype).
+_RESERVED_HEADERS = frozenset({"content-type"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Attributes mapped one-to-one onto ce_<name> Kafka headers.
 _CE_ATTRS = ("id", "source", "type", "time", "subject", "dataschema")
 DEFAULT_SOURCE = "/"
@@ -87,13 +93,13 @@ def now_rfc3339() -> str:
 
 def ms_to_rfc3339(ms: int) -> str:
     """Milliseconds since the epoch as RFC 3339 UTC."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    dt = _EPOCH + timedelta(milliseconds=ms)  # exact, unlike float seconds
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp; naive values are refused."""
-    if not isinstance(value, str) or len(value) > 64:
+    if not isinstance(value, str) or len(value) > 64 or _BAD_CHARS_RE.search(value):
         raise EnvelopeError("time must be an RFC 3339 string", "time")
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -110,6 +116,8 @@ def _opt_str(obj: Mapping[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_ATTRIBUTE_LENGTH:
         raise EnvelopeError(f"{name} must be a non-empty string of at most {MAX_ATTRIBUTE_LENGTH} characters", name)
+    if _BAD_CHARS_RE.search(value):
+        raise EnvelopeError(f"{name} must not contain control characters", name)
     return value
 
 
@@ -119,10 +127,15 @@ def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > MAX_HEADERS:
         raise EnvelopeError(f"headers must be an object of at most {MAX_HEADERS} string values", "headers")
     for name, val in value.items():
-        if not _HEADER_NAME_RE.match(name) or name.lower().startswith("ce_"):
+        if (
+            not isinstance(name, str)
+            or not _HEADER_NAME_RE.fullmatch(name)
+            or name.lower().startswith("ce_")
+            or name.lower() in _RESERVED_HEADERS
+        ):
             raise EnvelopeError(f"bad header name {name!r}", "headers")
-        if not isinstance(val, str) or len(val) > MAX_ATTRIBUTE_LENGTH:
-            raise EnvelopeError(f"header {name!r} must be a string", "headers")
+        if not isinstance(val, str) or len(val) > MAX_ATTRIBUTE_LENGTH or _BAD_CHARS_RE.search(val):
+            raise EnvelopeError(f"header {name!r} must be a string without control characters", "headers")
     return dict(value)
 
 
@@ -131,12 +144,14 @@ def event_from_json(obj: Any) -> Event:
     if not isinstance(obj, dict):
         raise EnvelopeError("an event must be a JSON object")
     etype = obj.get("type")
-    if not isinstance(etype, str) or not _TYPE_RE.match(etype):
+    if not isinstance(etype, str) or not _TYPE_RE.fullmatch(etype):
         raise EnvelopeError("type is required: a string like 'order.created'", "type")
     has_data = "data" in obj
     has_b64 = "data_base64" in obj
     if not has_data and not has_b64:
         raise EnvelopeError("data is required", "data")
+    if has_data and has_b64:
+        raise EnvelopeError("give data or data_base64, not both", "data")
     specversion = obj.get("specversion", SPECVERSION)
     if specversion != SPECVERSION:
         raise EnvelopeError("specversion must be '1.0'", "specversion")
@@ -149,23 +164,31 @@ def event_from_json(obj: Any) -> Event:
             data = None
         if data is None:
             raise EnvelopeError("data_base64 must be base64", "data_base64")
-        if "datacontenttype" not in obj:
+        if obj.get("datacontenttype") is None:
             ct = "application/octet-stream"
     else:
         payload = obj["data"]
         is_json = ct.split(";", 1)[0].strip().lower()
         if is_json == JSON_CONTENT_TYPE or is_json.endswith("+json"):
-            data = orjson.dumps(payload)
+            try:
+                data = orjson.dumps(payload)
+            except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, lone surrogates, deep nesting
+                raise EnvelopeError(f"data is not encodable as JSON: {exc}", "data") from exc
         elif isinstance(payload, str):
-            data = payload.encode("utf-8")
+            try:
+                data = payload.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise EnvelopeError("data is not valid Unicode text", "data") from exc
         else:
             raise EnvelopeError("data must be a string unless datacontenttype is JSON", "data")
     time = obj.get("time")
     if time is not None:
         parse_rfc3339(time)
     key = obj.get("key")
-    if key is not None and (not isinstance(key, str) or len(key) > MAX_ATTRIBUTE_LENGTH):
-        raise EnvelopeError("key must be a string", "key")
+    if key is not None and (
+        not isinstance(key, str) or len(key) > MAX_ATTRIBUTE_LENGTH or _BAD_CHARS_RE.search(key)
+    ):
+        raise EnvelopeError(f"key must be a string of at most {MAX_ATTRIBUTE_LENGTH} characters", "key")
     return Event(
         type=etype,
         data=data,
@@ -194,11 +217,21 @@ def event_to_json(event: Event) -> dict[str, Any]:
         "key": event.key,
         "headers": event.headers,
     }
-    value = event.data_value()
-    if value is None and event.data:
-        out["data_base64"] = base64.b64encode(event.data).decode("ascii")
+    # JSON payloads as JSON (null included), other text as a string; anything else, including JSON
+    # content that does not parse, as data_base64 so that the bytes survive a round trip.
+    if event.is_json:
+        try:
+            out["data"] = orjson.loads(event.data)
+            return out
+        except orjson.JSONDecodeError:
+            pass
     else:
-        out["data"] = value
+        try:
+            out["data"] = event.data.decode("utf-8")
+            return out
+        except UnicodeDecodeError:
+            pass
+    out["data_base64"] = base64.b64encode(event.data).decode("ascii")
     return out
 
 

@@ -1,16 +1,13 @@
 """The SQL event log on SQLAlchemy Core: SQLite (embedded default) and PostgreSQL (psycopg2)."""
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from app.bus.envelope import Event, Record
 from app.bus.log.base import (
@@ -25,33 +22,30 @@ from app.bus.log.base import (
     Watermark,
 )
 from app.bus.log.sql_groups import SqlGroupsMixin
-from app.bus.log.sql_schema import EVENT_COLUMNS, events, group_offsets, log_partitions, log_streams
+from app.bus.log.sql_schema import events, group_offsets, log_partitions, log_streams
+from app.bus.log.sql_support import (
+    READ,
+    WATERMARKS,
+    create_engines,
+    event_row,
+    to_records,
+    update_heads,
+    wall_ms,
+    write_rows,
+)
+from app.bus.log.sql_support import (
+    offset_for_time as first_offset_at,
+)
 from app.bus.partitioner import RoundRobin, partition_for_key
 
 logger = logging.getLogger(__name__)
 
-# Batches this large go through COPY on PostgreSQL; smaller ones through one multi-row INSERT.
-COPY_THRESHOLD = 50
 # How long a stream's (id, partitions) is trusted for reads; appends re-check it in their transaction.
 STREAM_CACHE_TTL_S = 1.0
-SQLITE_BUSY_TIMEOUT_S = 30.0
-_WRITE_OPTION = "bus_write"
-
-_QUOTED_COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-_SQLITE_INSERT = f"INSERT INTO events ({_QUOTED_COLUMNS}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
-_SQLITE_UPDATE_HEADS = 'UPDATE log_partitions SET next_offset = ?, last_ts_ms = ? WHERE stream_id = ? AND "partition" = ?'
-_PG_INSERT = f"INSERT INTO events ({_QUOTED_COLUMNS}) VALUES %s"
-_PG_COPY = f"COPY events ({_QUOTED_COLUMNS}) FROM STDIN"
-# One round trip for all heads of an append, whatever the number of partitions it touched.
-_PG_UPDATE_HEADS = (
-    "UPDATE log_partitions AS lp SET next_offset = v.n, last_ts_ms = v.t "
-    "FROM unnest(%(p)s::int[], %(n)s::bigint[], %(t)s::bigint[]) AS v(p, n, t) "
-    'WHERE lp.stream_id = %(sid)s AND lp."partition" = v.p'
-)
-# COPY text format: backslash escapes; \N is NULL.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 _lp, _ls, _ev = log_partitions.c, log_streams.c, events.c
+# Locks the heads an append writes to, in partition order (no deadlocks between appends); the join
+# brings the current partition count, so an append never uses a stale one.
 _LOCK_HEADS = (
     sa.select(_lp.partition, _lp.next_offset, _lp.last_ts_ms, _ls.partitions)
     .select_from(log_partitions.join(log_streams, _ls.id == _lp.stream_id))
@@ -59,96 +53,26 @@ _LOCK_HEADS = (
     .order_by(_lp.partition)
     .with_for_update(of=log_partitions)
 )
-RECORD_COLUMNS = (
-    _ev.partition, _ev.offset, _ev.ts_ms, _ev.id, _ev.type, _ev.source, _ev.time, _ev.subject,
-    _ev.datacontenttype, _ev.dataschema, _ev.key, _ev.headers, _ev.data,
-)
-_READ = (
-    sa.select(*RECORD_COLUMNS)
-    .where(_ev.stream_id == sa.bindparam("sid"), _ev.partition == sa.bindparam("p"), _ev.offset >= sa.bindparam("o"))
-    .order_by(_ev.offset)
-    .limit(sa.bindparam("n"))
-)
-_FIRST_AT_TIME = (
-    sa.select(_ev.offset)
-    .where(_ev.stream_id == sa.bindparam("sid"), _ev.partition == sa.bindparam("p"), _ev.ts_ms >= sa.bindparam("t"))
-    .order_by(_ev.ts_ms, _ev.offset)
-    .limit(1)
-)
-_HIGH = sa.select(_lp.next_offset).where(_lp.stream_id == sa.bindparam("sid"), _lp.partition == sa.bindparam("p"))
-_WATERMARKS = (
-    sa.select(_lp.partition, _lp.low, _lp.next_offset).where(_lp.stream_id == sa.bindparam("sid")).order_by(_lp.partition)
-)
 
 
 class _StaleStream(Exception):
     """The cached (id, partitions) of a stream no longer matches the database."""
 
 
-def wall_ms() -> int:
-    """Wall-clock milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
+def _new_heads(sid: int, first: int, end: int) -> list[dict[str, int]]:
+    return [{"stream_id": sid, "partition": p, "next_offset": 0, "low": 0, "last_ts_ms": 0} for p in range(first, end)]
 
 
-def to_records(stream: str, rows: Sequence[Any]) -> list[Record]:
-    """Rows of RECORD_COLUMNS as Records."""
-    out = []
-    for p, off, ts, id_, type_, source, time_, subject, ct, schema, key, headers, data in rows:
-        event = Event(type_, data, id_, source, time_, subject, ct, schema, key, orjson.loads(headers) if headers else {})
-        out.append(Record(stream, p, off, ts, event))
-    return out
-
-
-def _copy_line(row: tuple[Any, ...]) -> str:
-    texts = ["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in row[4:13]]
-    return f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]}\t" + "\t".join(texts) + f"\t\\\\x{row[13].hex()}\n"
-
-
-def _sqlite_engine(url: sa.URL, pool_size: int) -> Engine:
-    in_memory = url.database in (None, "", ":memory:")
-    options: dict[str, Any] = {} if in_memory else {"pool_size": pool_size}
-    engine = sa.create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}, **options
-    )
-
-    @sa_event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # SQLAlchemy's recipe: the driver must not emit BEGIN itself, we do it in _on_begin.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")  # an append is on disk when it returns
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        cur.close()
-
-    @sa_event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front: a deferred transaction that upgrades later can fail with
-        # SQLITE_BUSY without waiting, when another writer got there first.
-        immediate = conn.get_execution_options().get(_WRITE_OPTION)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+def _check_retention(retention_ms: int | None) -> None:
+    if retention_ms is not None and retention_ms <= 0:
+        raise ValueError("retention_ms must be positive, or None to keep events forever")
 
 
 class SqlEventLog(SqlGroupsMixin):
     """EventLog on a SQL database: offsets assigned per partition inside the appending transaction."""
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
-        parsed = sa.make_url(url)
-        backend = parsed.get_backend_name()
-        if backend == "sqlite":
-            self._engine = _sqlite_engine(parsed, pool_size)
-            self._reader: Engine = self._engine
-        elif backend == "postgresql":
-            self._engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-            # Reads need no transaction: offsets below a committed head are immutable. Saves BEGIN/ROLLBACK.
-            self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            raise ValueError(f"the SQL event log supports sqlite and postgresql, not {backend!r}")
-        self._pg = backend == "postgresql"
-        self._writer: Engine = self._engine.execution_options(**{_WRITE_OPTION: True})
+        self._engine, self._reader, self._writer, self._pg = create_engines(url, pool_size)
         self._cache: dict[str, tuple[int, int, float]] = {}
         self._round_robin: defaultdict[str, RoundRobin] = defaultdict(RoundRobin)
         self._init_groups()
@@ -161,14 +85,18 @@ class SqlEventLog(SqlGroupsMixin):
         self._engine.dispose()
 
     # -- stream lookups -------------------------------------------------------------------------
-    def _stream(self, stream: str, fresh: bool = False) -> tuple[int, int]:
+    def _stream(self, stream: str, fresh: bool = False, conn: Connection | None = None) -> tuple[int, int]:
         """(id, partitions) of a stream, from a short-lived cache; StreamNotFound if absent."""
         now = time.monotonic()
         hit = self._cache.get(stream)
         if hit is not None and not fresh and hit[2] > now:
             return hit[0], hit[1]
-        with self._reader.connect() as conn:
-            row = conn.execute(sa.select(_ls.id, _ls.partitions).where(_ls.name == stream)).first()
+        stmt = sa.select(_ls.id, _ls.partitions).where(_ls.name == stream)
+        if conn is None:
+            with self._reader.connect() as own:
+                row = own.execute(stmt).first()
+        else:
+            row = conn.execute(stmt).first()
         if row is None:
             self._cache.pop(stream, None)
             raise StreamNotFound(stream)
@@ -273,11 +201,11 @@ class SqlEventLog(SqlGroupsMixin):
         """Low and high offsets of every partition."""
         sid, _ = self._stream(stream)
         with self._reader.connect() as conn:
-            rows = conn.execute(_WATERMARKS, {"sid": sid}).all()
+            rows = conn.execute(WATERMARKS, {"sid": sid}).all()
         if not rows:  # the cached id is stale: the stream was deleted (and maybe re-created) elsewhere
             sid, _ = self._stream(stream, fresh=True)
             with self._reader.connect() as conn:
-                rows = conn.execute(_WATERMARKS, {"sid": sid}).all()
+                rows = conn.execute(WATERMARKS, {"sid": sid}).all()
         return [Watermark(p, low, high) for p, low, high in rows]
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
@@ -291,9 +219,9 @@ class SqlEventLog(SqlGroupsMixin):
         for sid, name, retention in streams:
             cutoff = now - retention
             with self._reader.connect() as conn:
-                heads = conn.execute(_WATERMARKS, {"sid": sid}).all()
-                targets = [(p, _offset_for_time(conn, sid, p, cutoff)) for p, low, _ in heads]
-                targets = [(p, new_low) for (p, new_low), (_, low, _) in zip(targets, heads) if new_low > low]
+                heads = conn.execute(WATERMARKS, {"sid": sid}).all()
+                firsts = [(p, low, first_offset_at(conn, sid, p, cutoff)) for p, low, _ in heads]
+            targets = [(p, new_low) for p, low, new_low in firsts if new_low > low]
             # One short transaction per partition: appends to it wait only for that partition's delete.
             for p, new_low in targets:
                 with self._writer.begin() as conn:
@@ -336,36 +264,14 @@ class SqlEventLog(SqlGroupsMixin):
             ts = {p: max(now, last) for p, _, last, _ in heads}  # log time never goes back in a partition
             positions = []
             rows = []
-            for e, p in zip(batch, parts):
+            for e, p in zip(batch, parts, strict=True):
                 off = nxt[p]
                 nxt[p] = off + 1
                 positions.append(Position(p, off))
-                headers = orjson.dumps(e.headers).decode() if e.headers else None
-                rows.append((sid, p, off, ts[p], e.id, e.type, e.source, e.time, e.subject,
-                             e.datacontenttype, e.dataschema, e.key, headers, e.data))
-            if self._pg:
-                self._pg_insert(conn, rows)
-                conn.exec_driver_sql(
-                    _PG_UPDATE_HEADS, {"sid": sid, "p": used, "n": [nxt[p] for p in used], "t": [ts[p] for p in used]}
-                )
-            else:
-                conn.exec_driver_sql(_SQLITE_INSERT, rows)
-                conn.exec_driver_sql(_SQLITE_UPDATE_HEADS, [(nxt[p], ts[p], sid, p) for p in used])
+                rows.append(event_row(sid, p, off, ts[p], e))
+            write_rows(conn, self._pg, rows)
+            update_heads(conn, self._pg, sid, [(p, nxt[p], ts[p]) for p in used])
         return positions
-
-    @staticmethod
-    def _pg_insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        # The raw DBAPI cursor shares the connection, hence the transaction, of the SQLAlchemy one.
-        cur = conn.connection.cursor()
-        try:
-            if len(rows) >= COPY_THRESHOLD:
-                cur.copy_expert(_PG_COPY, io.StringIO("".join(map(_copy_line, rows))))
-            else:
-                from psycopg2.extras import execute_values
-
-                execute_values(cur, _PG_INSERT, rows, page_size=len(rows))
-        finally:
-            cur.close()
 
     def read(
         self,
@@ -377,34 +283,21 @@ class SqlEventLog(SqlGroupsMixin):
     ) -> list[Record]:
         """Events of one partition in offset order, from an offset or the first at/after a time."""
         sid = self._partition(stream, partition)
+        if from_offset is not None and from_time_ms is not None:
+            raise ValueError("give from_offset or from_time_ms, not both")
         if from_offset is not None and from_offset < 0:
             raise InvalidOffset(f"offset {from_offset} is negative")
         if limit <= 0:
             return []
         with self._reader.connect() as conn:
             if from_offset is None:
-                from_offset = 0 if from_time_ms is None else _offset_for_time(conn, sid, partition, from_time_ms)
-            rows = conn.execute(_READ, {"sid": sid, "p": partition, "o": from_offset, "n": limit}).all()
+                from_offset = 0 if from_time_ms is None else first_offset_at(conn, sid, partition, from_time_ms)
+            rows = conn.execute(READ, {"sid": sid, "p": partition, "o": from_offset, "n": limit}).all()
         return to_records(stream, rows)
 
     def offset_for_time(self, stream: str, partition: int, time_ms: int) -> int:
         """The first offset whose log time is >= ``time_ms`` (the high watermark if none)."""
         sid = self._partition(stream, partition)
         with self._reader.connect() as conn:
-            return _offset_for_time(conn, sid, partition, time_ms)
+            return first_offset_at(conn, sid, partition, time_ms)
 
-
-def _offset_for_time(conn: Connection, sid: int, partition: int, time_ms: int) -> int:
-    off = conn.scalar(_FIRST_AT_TIME, {"sid": sid, "p": partition, "t": time_ms})
-    if off is None:
-        off = conn.scalar(_HIGH, {"sid": sid, "p": partition})
-    return int(off or 0)
-
-
-def _new_heads(sid: int, first: int, end: int) -> list[dict[str, int]]:
-    return [{"stream_id": sid, "partition": p, "next_offset": 0, "low": 0, "last_ts_ms": 0} for p in range(first, end)]
-
-
-def _check_retention(retention_ms: int | None) -> None:
-    if retention_ms is not None and retention_ms <= 0:
-        raise ValueError("retention_ms must be positive, or None to keep events forever")
