@@ -75,7 +75,21 @@ class Config:
     FETCH_MAX = 10_000
     FETCH_MAX_WAIT_MS = 30_000
 
+    # Webhooks (API.md "Subscriptions").
     WEBHOOK_ALLOW_PRIVATE = _bool("WEBHOOK_ALLOW_PRIVATE", True)
+    WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "15"))
+    WEBHOOK_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    WEBHOOK_RETRY_AFTER_MAX_S = _int("WEBHOOK_RETRY_AFTER_MAX_S", 3600)  # clamp of a receiver's Retry-After
+    WEBHOOK_DISABLE_AFTER_S = _int("WEBHOOK_DISABLE_AFTER_S", 5 * 24 * 3600)  # failing with no success
+    WEBHOOK_ROTATION_GRACE_S = _int("WEBHOOK_ROTATION_GRACE_S", 24 * 3600)
+    WEBHOOK_MAX_IN_FLIGHT = _int("WEBHOOK_MAX_IN_FLIGHT", 1000)  # upper bound of a subscription's max_in_flight
+    # Fernet key encrypting webhook secrets at rest; absent: derived from SECRET_KEY.
+    WEBHOOK_SECRET_KEY = os.environ.get("WEBHOOK_SECRET_KEY")
+
+    # Celery: Redis in production; the embedded default runs an in-process worker (workers/celery_app.py).
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL")
+    # Run the subscription consumers (and beat's schedules) inside the web process: the embedded default.
+    EMBEDDED_WORKERS = _bool("EMBEDDED_WORKERS", False)
 
 
 class DevelopmentConfig(Config):

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from app.models.api_key import ApiKey
 from app.models.audit import AuditRecord
+from app.models.delivery import Delivery, DeliveryAttempt
 from app.models.idempotency import IdempotencyRecord
+from app.models.lease import ConsumerLease
+from app.models.replay import ReplayJob
 from app.models.stream import Stream
+from app.models.subscription import Subscription
 from app.models.tenant import Tenant, user_tenants
 
-__all__ = ["ApiKey", "AuditRecord", "IdempotencyRecord", "Stream", "Tenant", "user_tenants"]
+__all__ = ["ApiKey", "AuditRecord", "ConsumerLease", "Delivery", "DeliveryAttempt", "IdempotencyRecord",
+           "ReplayJob", "Stream", "Subscription", "Tenant", "user_tenants"]
