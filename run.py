@@ -17,6 +17,8 @@ def main() -> None:
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FAB logs every permission it creates on first start: hundreds of lines that hide the password.
+    logging.getLogger("flask_appbuilder").setLevel(logging.WARNING)
     app = create_app()
     with app.app_context():
         upgrade()
