@@ -61,6 +61,10 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
 
     register_cli(app)
 
+    from workers import init_celery
+
+    init_celery(app)  # app.extensions["celery"]: enqueue() sends tasks by name through it
+
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:
         db.session.remove()
@@ -71,12 +75,15 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
 def _register(appbuilder: Any) -> None:
     """Register every REST API and console view."""
     from app.api.admin import ApiKeysApi, TenantsApi, UsersApi
+    from app.api.dead_letters import DeadLettersApi, ReplayJobsApi
     from app.api.events import EventsApi
     from app.api.groups import GroupsApi
     from app.api.ops import OpsApi
     from app.api.streams import StreamsApi
+    from app.api.subscriptions import SubscriptionsApi
     from app.views.streams import StreamsView
 
-    for api in (OpsApi, StreamsApi, EventsApi, GroupsApi, ApiKeysApi, TenantsApi, UsersApi):
+    for api in (OpsApi, StreamsApi, EventsApi, GroupsApi, ApiKeysApi, TenantsApi, UsersApi, SubscriptionsApi,
+                DeadLettersApi, ReplayJobsApi):
         appbuilder.add_api(api)
     appbuilder.add_view(StreamsView, "Streams", icon="fa-stream", category="Bus")

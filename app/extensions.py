@@ -5,6 +5,7 @@ makes one per app and it is reached as ``current_app.appbuilder``.
 """
 from __future__ import annotations
 
+from celery import Celery
 from flask_appbuilder.models.sqla.base import SQLA
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
@@ -12,3 +13,5 @@ from flask_wtf.csrf import CSRFProtect
 db = SQLA()
 migrate = Migrate()
 csrf = CSRFProtect()
+# Bound by ``workers.init_celery`` (called from create_app); tasks run inside the bound app's context.
+celery = Celery("apg_bus", task_cls="workers:ContextTask", set_as_current=False)

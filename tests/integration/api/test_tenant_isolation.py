@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support.apps import TenantCtx, login
+from tests.support.webhooks import HOOK_URL, add_delivery
 
 # FAB's own routes: login, OpenAPI document, menu. Everything else under /api/v1 is the bus's.
 EXCLUDED_PREFIXES = ("/api/v1/security/", "/api/v1/menu/", "/api/v1/_openapi", "/api/<version>/_openapi",
@@ -38,6 +39,9 @@ class World:
     key_id: str
     partition: int
     offset: int
+    subscription_id: str
+    delivery_id: str  # a dead letter of the subscription
+    job_id: str  # a scheduled replay job of the subscription
     # Strings that identify A's data: never in B's answers unless B sent them itself.
     markers: set[str] = field(default_factory=set)
     # A's names: B may use the same names, so they are checked in B's lists only.
@@ -51,6 +55,9 @@ SAMPLES: dict[str, Callable[[World], Any]] = {
     "partition": lambda w: w.partition,
     "offset": lambda w: w.offset,
     "key_id": lambda w: w.key_id,
+    "subscription_id": lambda w: w.subscription_id,
+    "delivery_id": lambda w: w.delivery_id,
+    "job_id": lambda w: w.job_id,
 }
 GHOSTS: dict[str, Callable[[World], Any]] = {
     "name": lambda w: f"ghost-{uuid.uuid4().hex[:8]}",
@@ -58,6 +65,9 @@ GHOSTS: dict[str, Callable[[World], Any]] = {
     "partition": lambda w: w.partition,
     "offset": lambda w: w.offset,
     "key_id": lambda w: str(uuid.uuid4()),
+    "subscription_id": lambda w: str(uuid.uuid4()),
+    "delivery_id": lambda w: str(uuid.uuid4()),
+    "job_id": lambda w: str(uuid.uuid4()),
 }
 # Bodies for writes, valid but for the tenant check. Unlisted writes get {} (and a looser check).
 BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
@@ -70,12 +80,23 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/api/v1/streams/<name>/groups/<group>/reset"): lambda w: {"to": "earliest"},
     ("POST", "/api/v1/api-keys"): lambda w: {"name": "b-walk", "scopes": ["manage"], "tenant": w.slug},
     ("POST", "/api/v1/tenants"): lambda w: {"slug": f"b-walk-{uuid.uuid4().hex[:8]}", "name": "B"},
+    ("POST", "/api/v1/subscriptions"): lambda w: {"stream": w.stream, "url": HOOK_URL},
+    ("PATCH", "/api/v1/subscriptions/<subscription_id>"): lambda w: {"description": "written by B"},
+    ("POST", "/api/v1/subscriptions/<subscription_id>/pause"): lambda w: {},
+    ("POST", "/api/v1/subscriptions/<subscription_id>/resume"): lambda w: {},
+    ("POST", "/api/v1/subscriptions/<subscription_id>/rotate-secret"): lambda w: {"grace_s": 60},
+    ("POST", "/api/v1/subscriptions/<subscription_id>/recover"): lambda w: {"since": "2024-01-01T00:00:00Z"},
+    ("POST", "/api/v1/dead-letters/replay"): lambda w: {"ids": [w.delivery_id]},
+    ("POST", "/api/v1/replay-jobs"): lambda w: {"subscription": w.subscription_id, "cron": "@hourly"},
     ("POST", "/api/v1/users"): lambda w: {"username": f"b-walk-{uuid.uuid4().hex[:8]}", "password": PASSWORD,
                                           "role": "Admin", "tenants": [w.slug]},
 }
 # Query strings for list endpoints that can name another tenant's resource.
 QUERIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "/api/v1/groups": lambda w: {"stream": w.stream},
+    "/api/v1/subscriptions": lambda w: {"stream": w.stream},
+    "/api/v1/dead-letters": lambda w: {"subscription": w.subscription_id},
+    "/api/v1/replay-jobs": lambda w: {"subscription": w.subscription_id},
 }
 # Collection endpoints whose answer to B is fixed: acting in A's tenant or as an Admin.
 EXPECTED: dict[tuple[str, str], set[int]] = {
@@ -84,6 +105,10 @@ EXPECTED: dict[tuple[str, str], set[int]] = {
     ("GET", "/api/v1/tenants"): {403},
     ("POST", "/api/v1/users"): {403},
     ("GET", "/api/v1/users"): {403},
+    # B names A's stream, subscription or dead letter: unknown in B's tenant.
+    ("POST", "/api/v1/subscriptions"): {404},
+    ("POST", "/api/v1/dead-letters/replay"): {404},
+    ("POST", "/api/v1/replay-jobs"): {404},
 }
 
 
@@ -136,10 +161,27 @@ def build_world(client: FlaskClient, a: TenantCtx) -> World:
     assert resp.status_code == 201, resp.get_data(as_text=True)
     key = resp.get_json()
     keys = client.get("/api/v1/api-keys", headers=a.headers("manage")).get_json()["items"]
+    sub, letter, job = _webhooks(client, a, stream, secret, events[0])
     markers = {a.slug, stream_id, secret, key["key"], *(e["id"] for e in events)}
     markers |= {k["id"] for k in keys} | {k["prefix"] for k in keys} | set(a.keys.values())
+    markers |= {sub["id"], sub["secret"], sub["url"], letter, job}
     return World(slug=a.slug, stream=stream, group=group, key_id=key["id"], partition=first["partition"],
-                 offset=first["offset"], markers=markers, names={stream, group})
+                 offset=first["offset"], subscription_id=sub["id"], delivery_id=letter, job_id=job,
+                 markers=markers, names={stream, group})
+
+
+def _webhooks(client: FlaskClient, a: TenantCtx, stream: str, secret: str,
+              event: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+    """A's subscription of ``stream``, a dead letter of it and a scheduled replay job."""
+    resp = client.post("/api/v1/subscriptions", headers=a.headers("manage"), json={
+        "stream": stream, "url": f"{HOOK_URL}/{secret}", "filter": f'data.secret == "{secret}"'})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    sub = resp.get_json()
+    letter = add_delivery(client.application, sub["id"], event={**event, "specversion": "1.0", "source": "/a"})
+    resp = client.post("/api/v1/replay-jobs", headers=a.headers("manage"),
+                       json={"subscription": sub["id"], "cron": "0 3 * * *"})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return sub, letter, resp.get_json()["id"]
 
 
 def snapshot(client: FlaskClient, a: TenantCtx, world: World) -> dict[str, Any]:
@@ -151,6 +193,9 @@ def snapshot(client: FlaskClient, a: TenantCtx, world: World) -> dict[str, Any]:
         "events": client.get(f"/api/v1/streams/{world.stream}/events", headers=h).get_json()["items"],
         "group": client.get(f"/api/v1/streams/{world.stream}/groups/{world.group}", headers=h).get_json(),
         "keys": sorted((k["id"], k["revoked_at"]) for k in keys),
+        "subscription": client.get(f"/api/v1/subscriptions/{world.subscription_id}", headers=h).get_json(),
+        "dead_letter": client.get(f"/api/v1/dead-letters/{world.delivery_id}", headers=h).get_json(),
+        "replay_jobs": client.get("/api/v1/replay-jobs", headers=h).get_json()["items"],
     }
 
 

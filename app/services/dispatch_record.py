@@ -1,0 +1,175 @@
+"""Recording delivery outcomes: the state a result leads to, delivery and attempt rows, subscription health.
+
+Shared by the live dispatcher (new rows, one transaction per batch), the retry task and replay jobs
+(updates of existing rows). Callers commit; nothing here talks HTTP.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, update
+
+from app.bus.delivery import AttemptResult, classify, next_delay
+from app.extensions import db
+from app.models import Delivery, DeliveryAttempt, Subscription
+from app.models.base import new_id, utcnow
+from app.models.delivery import DEAD, DISCARDED, ORIGIN_LIVE, RETRYING, SUCCEEDED, WAITING
+from app.models.subscription import STATUS_ACTIVE, STATUS_DISABLED
+from app.services import audit
+from app.services.dispatch_config import DeliverySettings
+from app.services.dispatch_send import SubSpec
+
+logger = logging.getLogger(__name__)
+
+# Outcome kinds of retry.classify, plus "held": never attempted in this round (ordering, 410).
+SUCCESS, RETRY, DISABLE = "success", "retry", "disable"
+
+
+@dataclass(slots=True)
+class Item:
+    """One event on its way to one subscription, and what became of it."""
+
+    event_id: str
+    event_type: str
+    key: str | None
+    partition: int
+    offset: int
+    body: bytes
+    delivery_id: str = field(default_factory=new_id)
+    attempts: int = 0  # attempts made so far, this one included once settled
+    result: AttemptResult | None = None
+    at: datetime | None = None
+    status: str | None = None
+    next_attempt_at: datetime | None = None
+    kind: str | None = None
+
+
+def settle(item: Item, result: AttemptResult, at: datetime, spec: SubSpec, settings: DeliverySettings,
+           now: datetime | None = None) -> str:
+    """Apply one attempt's result to the item (status, next attempt); returns the outcome kind."""
+    item.result, item.at = result, at
+    item.attempts += 1
+    kind = classify(result.status_code)
+    item.kind = kind
+    if kind == SUCCESS:
+        item.status, item.next_attempt_at = SUCCEEDED, None
+    elif kind == DISABLE:
+        item.status, item.next_attempt_at = DISCARDED, None
+    else:
+        delay = next_delay(spec.schedule, item.attempts, result.status_code, result.retry_after_s,
+                           settings.retry_after_max_s)
+        if delay is None:
+            item.status, item.next_attempt_at = DEAD, None
+        else:
+            item.status, item.next_attempt_at = RETRYING, (now or utcnow()) + timedelta(seconds=delay)
+    return kind
+
+
+def _kept_body(item: Item) -> bytes | None:
+    # Bodies are kept until delivered: retries, waiting items and dead letters need them; nothing else does.
+    return item.body if item.status in (RETRYING, WAITING, DEAD) else None
+
+
+def _attempt_rows(items: Iterable[Item]) -> list[dict[str, object]]:
+    rows = []
+    for item in items:
+        r = item.result
+        if r is None or item.at is None:
+            continue
+        rows.append({"delivery_id": item.delivery_id, "at": item.at, "duration_ms": round(r.duration_ms, 3),
+                     "status_code": r.status_code, "response_excerpt": r.response_excerpt, "error": r.error})
+    return rows
+
+
+def insert_new(spec: SubSpec, items: Sequence[Item], origin: str = ORIGIN_LIVE) -> None:
+    """Insert a delivery row for every settled item (and its attempt), in the current transaction."""
+    now = utcnow()
+    rows = [{
+        "id": i.delivery_id, "tenant_id": spec.tenant_id, "subscription_id": spec.id, "event_id": i.event_id,
+        "event_type": i.event_type, "event_key": i.key, "partition": i.partition, "offset": i.offset,
+        "status": i.status, "origin": origin, "attempts": i.attempts, "next_attempt_at": i.next_attempt_at,
+        "last_status_code": i.result.status_code if i.result else None,
+        "last_error": i.result.error if i.result else None, "body": _kept_body(i),
+        "created_at": now, "updated_at": now,
+    } for i in items if i.status is not None]
+    if rows:
+        db.session.execute(insert(Delivery), rows)
+    attempts = _attempt_rows(items)
+    if attempts:
+        db.session.execute(insert(DeliveryAttempt), attempts)
+    after_attempts(spec, items)
+
+
+def update_existing(spec: SubSpec, items: Sequence[Item], origin: str | None = None,
+                    only_status: str | None = None) -> int:
+    """Write each attempted item's new state over its delivery row (guarded by ``only_status``); attempts too."""
+    changed = 0
+    for item in items:
+        if item.result is None or item.status is None:
+            continue
+        values: dict[str, object] = {
+            "status": item.status, "attempts": item.attempts, "next_attempt_at": item.next_attempt_at,
+            "last_status_code": item.result.status_code, "last_error": item.result.error,
+            "body": _kept_body(item), "updated_at": utcnow(),
+        }
+        if origin is not None and item.status == SUCCEEDED:
+            values["origin"] = origin
+        stmt = update(Delivery).where(Delivery.id == item.delivery_id)
+        if only_status is not None:
+            stmt = stmt.where(Delivery.status == only_status)
+        changed += db.session.execute(stmt.values(**values).execution_options(synchronize_session=False)).rowcount
+    attempts = _attempt_rows(items)
+    if attempts:
+        db.session.execute(insert(DeliveryAttempt), attempts)
+    after_attempts(spec, items)
+    return changed
+
+
+def after_attempts(spec: SubSpec, items: Sequence[Item]) -> None:
+    """Subscription health after a round of attempts: success clock, failing-since clock, 410 disables."""
+    kinds = {i.kind for i in items if i.result is not None}
+    now = utcnow()
+    if SUCCESS in kinds:
+        db.session.execute(update(Subscription).where(Subscription.id == spec.id)
+                           .values(last_success_at=now, failing_since=None)
+                           .execution_options(synchronize_session=False))
+    elif RETRY in kinds:
+        db.session.execute(update(Subscription)
+                           .where(Subscription.id == spec.id, Subscription.failing_since.is_(None))
+                           .values(failing_since=now).execution_options(synchronize_session=False))
+    if DISABLE in kinds:
+        code = next(i.result.status_code for i in items if i.kind == DISABLE and i.result)
+        disable(spec.id, spec.tenant_id, f"the endpoint answered {code} Gone", {"status_code": code})
+
+
+def disable(subscription_id: str, tenant_id: int, reason: str, details: dict[str, object] | None = None,
+            discard: bool = True) -> bool:
+    """Disable an active subscription, discard its pending deliveries (410), audit it; False if it was not active."""
+    done = db.session.execute(
+        update(Subscription).where(Subscription.id == subscription_id, Subscription.status == STATUS_ACTIVE)
+        .values(status=STATUS_DISABLED, disabled_reason=reason, updated_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount
+    if not done:
+        return False
+    discarded = 0 if not discard else db.session.execute(
+        update(Delivery).where(Delivery.subscription_id == subscription_id, Delivery.status.in_((RETRYING, WAITING)))
+        .values(status=DISCARDED, body=None, next_attempt_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount
+    audit.record(None, "subscription.disable", "subscription", subscription_id,
+                 {"reason": reason, "discarded": discarded, **(details or {})}, actor="system", tenant_id=tenant_id)
+    logger.warning("subscription %s disabled: %s (%d pending deliveries discarded)", subscription_id, reason,
+                   discarded)
+    return True
+
+
+def bury_waiting(subscription_id: str, key: str) -> int:
+    """An ordered key's head died: every delivery waiting behind it joins the dead letters."""
+    return db.session.execute(
+        update(Delivery).where(Delivery.subscription_id == subscription_id, Delivery.event_key == key,
+                               Delivery.status == WAITING)
+        .values(status=DEAD, next_attempt_at=None, last_error="dead: an earlier event of its key died",
+                updated_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount

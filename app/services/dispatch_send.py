@@ -1,0 +1,185 @@
+"""Sending deliveries: a subscription snapshot, the webhook body, and a courier that signs, limits and POSTs.
+
+The body is the event as CloudEvents structured JSON, exactly as it was published (``event_to_json``
+without null attributes), and NOT the log position (partition, offset, log time): the same event must
+be the same bytes on every attempt, in a dead-letter replay (from the stored body) and in a recover
+(re-read from the log), whichever backend or partition count the stream has by then. Receivers
+deduplicate on ``webhook-id`` (the event id), which is the same everywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from app.bus.delivery import (
+    AttemptResult,
+    EventFilter,
+    TokenBucket,
+    UnsafeUrl,
+    WebhookSender,
+    check_url_async,
+    compile_filter,
+    type_matcher,
+    webhook_headers,
+)
+from app.bus.envelope import Event, event_to_json
+from app.models import Subscription
+from app.services.dispatch_config import DeliverySettings
+from app.services.webhook_secrets import live_secrets
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SubSpec:
+    """What delivering to a subscription needs, detached from the ORM (read by threads and the event loop)."""
+
+    id: str
+    tenant_id: int
+    stream: str  # the log name, <tenant>.<stream>
+    partitions: int
+    group: str
+    url: str
+    ordered: bool
+    max_in_flight: int
+    rate_limit_per_s: float | None
+    schedule: tuple[float, ...]
+    timeout_s: float
+    event_types: tuple[str, ...] | None
+    filter_expr: str | None
+    secrets: tuple[str, ...]
+    type_ok: Callable[[str], bool]
+    event_filter: EventFilter
+
+    def matches(self, event: Event, view: Mapping[str, Any] | None = None) -> bool:
+        """True when the event passes the type globs and the CEL filter."""
+        if not self.type_ok(event.type):
+            return False
+        if self.filter_expr is None:
+            return True
+        return self.event_filter.matches(view if view is not None else event_to_json(event))
+
+    def same_settings(self, other: SubSpec) -> bool:
+        """True when nothing the courier caches (concurrency, rate) changed."""
+        return (self.max_in_flight, self.rate_limit_per_s) == (other.max_in_flight, other.rate_limit_per_s)
+
+
+def spec_of(sub: Subscription, settings: DeliverySettings, now: datetime | None = None) -> SubSpec:
+    """A snapshot of ``sub`` (its stream and tenant loaded); FilterError / SecretKeyError when unusable."""
+    stream = sub.stream
+    return SubSpec(
+        id=sub.id,
+        tenant_id=sub.tenant_id,
+        stream=stream.log_name,
+        partitions=stream.partitions,
+        group=sub.consumer_group,
+        url=sub.url,
+        ordered=bool(sub.ordered),
+        max_in_flight=max(1, min(int(sub.max_in_flight or 10), settings.max_in_flight_cap)),
+        rate_limit_per_s=sub.rate_limit_per_s or None,
+        schedule=tuple(float(s) for s in (sub.retry_schedule or settings.default_schedule)),
+        timeout_s=float(sub.timeout_s or settings.timeout_s),
+        event_types=tuple(sub.event_types) if sub.event_types else None,
+        filter_expr=sub.filter or None,
+        secrets=tuple(live_secrets(sub, now)),
+        type_ok=type_matcher(sub.event_types),
+        event_filter=compile_filter(sub.filter),
+    )
+
+
+def body_of(event: Event) -> bytes:
+    """The webhook body: CloudEvents structured JSON, absent attributes left out."""
+    doc = {k: v for k, v in event_to_json(event).items() if v is not None and not (k == "headers" and not v)}
+    return orjson.dumps(doc)
+
+
+def refused(reason: str) -> AttemptResult:
+    """An attempt that never left: the SSRF guard refused the URL at delivery time."""
+    return AttemptResult(None, 0.0, None, f"refused: {reason}"[:1000], None)
+
+
+class Courier:
+    """Sends deliveries from one event loop: pooled connections, per-subscription in-flight cap and rate limit."""
+
+    def __init__(self, settings: DeliverySettings) -> None:
+        self.settings = settings
+        self._sender: WebhookSender | None = None
+        self._limits: dict[str, tuple[SubSpec, asyncio.Semaphore, TokenBucket | None]] = {}
+
+    @property
+    def sender(self) -> WebhookSender:
+        """The pooled HTTP client (created in the running loop)."""
+        if self._sender is None:
+            self._sender = WebhookSender(timeout_s=self.settings.timeout_s,
+                                         max_connections=self.settings.max_in_flight_cap)
+        return self._sender
+
+    def _limit(self, spec: SubSpec) -> tuple[asyncio.Semaphore, TokenBucket | None]:
+        held = self._limits.get(spec.id)
+        if held is None or not held[0].same_settings(spec):
+            bucket = TokenBucket(spec.rate_limit_per_s) if spec.rate_limit_per_s else None
+            held = (spec, asyncio.Semaphore(spec.max_in_flight), bucket)
+            self._limits[spec.id] = held
+        return held[1], held[2]
+
+    async def url_refusal(self, spec: SubSpec) -> str | None:
+        """Why the subscription's URL must not be contacted now (DNS may have changed since creation), or None."""
+        try:
+            await check_url_async(spec.url, self.settings.allow_private)
+        except UnsafeUrl as exc:
+            logger.warning("subscription %s: URL refused at delivery time: %s", spec.id, exc)
+            return str(exc)
+        return None
+
+    async def send(self, spec: SubSpec, event_id: str, body: bytes) -> AttemptResult:
+        """One signed POST within the subscription's in-flight cap and rate limit."""
+        semaphore, bucket = self._limit(spec)
+        async with semaphore:
+            if bucket is not None:
+                await bucket.acquire()
+            try:
+                headers = webhook_headers(event_id, spec.secrets, body)
+            except ValueError as exc:  # no live secret: nothing to sign with
+                return AttemptResult(None, 0.0, None, f"not signed: {exc}", None)
+            return await self.sender.send(spec.url, body, headers, timeout_s=spec.timeout_s)
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the limits of subscriptions no longer served."""
+        for sub_id in list(self._limits):
+            if sub_id not in keep:
+                del self._limits[sub_id]
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._sender is not None:
+            await self._sender.aclose()
+            self._sender = None
+
+
+_local = threading.local()
+
+
+def run_sync(settings: DeliverySettings, work: Callable[[Courier], Awaitable[T]]) -> T:
+    """Run ``work(courier)`` from synchronous code (tasks) on this thread's long-lived loop and courier.
+
+    The loop and its courier live as long as the thread (a Celery pool thread or process), so keep-alive
+    connections survive from one task run to the next.
+    """
+    runner: asyncio.Runner | None = getattr(_local, "runner", None)
+    courier: Courier | None = getattr(_local, "courier", None)
+    if runner is None or courier is None or courier.settings != settings:
+        if runner is not None and courier is not None:
+            runner.run(courier.aclose())
+        runner = runner or asyncio.Runner()
+        courier = Courier(settings)
+        _local.runner, _local.courier = runner, courier
+    return runner.run(work(courier))

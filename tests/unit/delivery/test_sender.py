@@ -1,0 +1,250 @@
+"""WebhookSender against a real local aiohttp server."""
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from app.bus.delivery.sender import MAX_EXCERPT_BYTES, AttemptResult, WebhookSender
+
+pytestmark = pytest.mark.timeout(60)
+
+BODY = b'{"specversion":"1.0","id":"evt-1","type":"t","source":"/"}'
+HEADERS = {"webhook-id": "evt-1", "content-type": "application/cloudevents+json"}
+
+
+@dataclass
+class Server:
+    """The test server's address and what it saw."""
+
+    base: str
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@asynccontextmanager
+async def serve() -> AsyncIterator[Server]:
+    """Start an aiohttp server on 127.0.0.1:0 with the endpoints the tests need."""
+    server = Server(base="")
+
+    async def record(request: web.Request) -> None:
+        server.peers.append(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        server.bodies.append(await request.read())
+        server.headers.append(dict(request.headers))
+
+    def status(code: int, **headers: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            await record(request)
+            return web.Response(status=code, text=f"status {code}", headers=headers)
+
+        return handler
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        await server.release.wait()
+        return web.Response(text="late")
+
+    async def slow_body(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        response = web.StreamResponse(status=200)
+        response.content_length = 100_000
+        await response.prepare(request)
+        await response.write(b"partial ")
+        await server.release.wait()
+        return response
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        return web.Response(body="é".encode() * 2_000_000, content_type="text/plain")  # 4 MB, multi-byte chars
+
+    async def small_extra(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        return web.Response(body=b"x" * 10_000)  # over the excerpt, under the drain limit
+
+    app = web.Application()
+    app.router.add_post("/ok", status(200))
+    app.router.add_post("/created", status(201))
+    app.router.add_post("/fail", status(500))
+    app.router.add_post("/gone", status(410))
+    app.router.add_post("/busy", status(429, **{"Retry-After": "7"}))
+    app.router.add_post("/unavailable", status(503, **{"Retry-After": "garbage"}))
+    app.router.add_post("/redirect", status(302, Location="/ok"))
+    app.router.add_post("/hang", hang)
+    app.router.add_post("/slow-body", slow_body)
+    app.router.add_post("/huge", huge)
+    app.router.add_post("/small-extra", small_extra)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    server.base = f"http://{host}:{port}"
+    try:
+        yield server
+    finally:
+        server.release.set()
+        await runner.cleanup()
+
+
+def run(test: Callable[[Server, WebhookSender], Awaitable[None]], timeout_s: float = 5.0) -> None:
+    """Run an async test with a fresh server and sender inside one event loop."""
+
+    async def main() -> None:
+        async with serve() as server:
+            sender = WebhookSender(timeout_s=timeout_s)
+            try:
+                await test(server, sender)
+            finally:
+                await sender.aclose()
+
+    asyncio.run(main())
+
+
+def test_success_sends_body_and_headers() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + "/ok", BODY, HEADERS)
+        assert isinstance(result, AttemptResult)
+        assert result.status_code == 200
+        assert result.error is None
+        assert result.response_excerpt == "status 200"
+        assert result.retry_after_s is None
+        assert result.duration_ms >= 0
+        assert server.bodies == [BODY]
+        seen = {k.lower(): v for k, v in server.headers[0].items()}
+        assert seen["webhook-id"] == "evt-1"
+        assert seen["content-type"] == "application/cloudevents+json"
+        assert seen["user-agent"] == "apg-event-bus/0.1"
+        assert (await sender.send(server.base + "/created", BODY, HEADERS)).status_code == 201
+
+    run(body)
+
+
+@pytest.mark.parametrize(("path", "code"), [("/fail", 500), ("/gone", 410)])
+def test_error_statuses(path: str, code: int) -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + path, BODY, HEADERS)
+        assert result.status_code == code
+        assert result.error is None
+        assert result.response_excerpt == f"status {code}"
+
+    run(body)
+
+
+def test_retry_after_is_parsed() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        busy = await sender.send(server.base + "/busy", BODY, HEADERS)
+        assert busy.status_code == 429 and busy.retry_after_s == 7.0
+        unavailable = await sender.send(server.base + "/unavailable", BODY, HEADERS)
+        assert unavailable.status_code == 503 and unavailable.retry_after_s is None
+
+    run(body)
+
+
+def test_redirect_is_not_followed() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + "/redirect", BODY, HEADERS)
+        assert result.status_code == 302
+        assert len(server.bodies) == 1  # /ok never called
+
+    run(body)
+
+
+def test_hanging_endpoint_times_out() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + "/hang", BODY, HEADERS, timeout_s=0.5)
+        assert result.status_code is None
+        assert result.error == "timeout after 0.5s"
+        assert result.response_excerpt is None
+        # The sender stays usable after a timeout.
+        assert (await sender.send(server.base + "/ok", BODY, HEADERS)).status_code == 200
+
+    run(body)
+
+
+def test_default_timeout_comes_from_constructor() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + "/hang", BODY, HEADERS)
+        assert result.error == "timeout after 0.5s"
+
+    run(body, timeout_s=0.5)
+
+
+def test_slow_body_keeps_the_status() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + "/slow-body", BODY, HEADERS, timeout_s=0.5)
+        assert result.status_code == 200
+        assert result.error is None
+        assert result.response_excerpt == "partial "
+
+    run(body)
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on the port any more.
+
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(f"http://127.0.0.1:{port}/x", BODY, HEADERS)
+        assert result.status_code is None
+        assert result.error is not None and result.error.startswith("connection failed")
+        assert result.response_excerpt is None
+
+    run(body)
+
+
+def test_invalid_url_does_not_raise() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send("ftp://127.0.0.1/x", BODY, HEADERS)
+        assert result.status_code is None and result.error is not None
+
+    run(body)
+
+
+def test_huge_body_is_truncated() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + "/huge", BODY, HEADERS)
+        assert result.status_code == 200
+        assert result.error is None
+        excerpt = result.response_excerpt
+        assert excerpt is not None and len(excerpt.encode("utf-8")) <= MAX_EXCERPT_BYTES + 3
+        assert excerpt.startswith("é" * 100)
+        # The dropped connection does not break the next delivery.
+        assert (await sender.send(server.base + "/ok", BODY, HEADERS)).status_code == 200
+
+    run(body)
+
+
+def test_keep_alive_reuses_one_connection() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        for path in ["/ok", "/fail", "/gone", "/busy", "/small-extra", "/ok"]:
+            result = await sender.send(server.base + path, BODY, HEADERS)
+            assert result.status_code is not None
+        assert len(server.peers) == 6
+        assert len(set(server.peers)) == 1  # one TCP connection for every request
+
+    run(body)
+
+
+def test_concurrent_sends() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        results = await asyncio.gather(*(sender.send(server.base + "/ok", BODY, HEADERS) for _ in range(20)))
+        assert [r.status_code for r in results] == [200] * 20
+
+    run(body)
+
+
+def test_async_context_manager() -> None:
+    async def main() -> None:
+        async with serve() as server, WebhookSender(timeout_s=2) as sender:
+            assert (await sender.send(server.base + "/ok", BODY, HEADERS)).status_code == 200
+
+    asyncio.run(main())
