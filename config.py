@@ -83,6 +83,15 @@ class Config:
     WEBHOOK_DISABLE_AFTER_S = _int("WEBHOOK_DISABLE_AFTER_S", 5 * 24 * 3600)  # failing with no success
     WEBHOOK_ROTATION_GRACE_S = _int("WEBHOOK_ROTATION_GRACE_S", 24 * 3600)
     WEBHOOK_MAX_IN_FLIGHT = _int("WEBHOOK_MAX_IN_FLIGHT", 1000)  # upper bound of a subscription's max_in_flight
+    # Dispatcher: partition leases, batches, and the retry / replay tasks' slices of work.
+    WEBHOOK_LEASE_TTL_S = float(os.environ.get("WEBHOOK_LEASE_TTL_S", "15"))
+    WEBHOOK_REFRESH_S = float(os.environ.get("WEBHOOK_REFRESH_S", "2"))
+    WEBHOOK_BATCH_SIZE = _int("WEBHOOK_BATCH_SIZE", 500)
+    WEBHOOK_FETCH_WAIT_S = float(os.environ.get("WEBHOOK_FETCH_WAIT_S", "1"))
+    WEBHOOK_RETRY_BATCH = _int("WEBHOOK_RETRY_BATCH", 200)
+    WEBHOOK_RETRY_BUDGET_S = float(os.environ.get("WEBHOOK_RETRY_BUDGET_S", "20"))
+    WEBHOOK_REPLAY_CHUNK = _int("WEBHOOK_REPLAY_CHUNK", 50)
+    WEBHOOK_DISPATCHER = _bool("WEBHOOK_DISPATCHER", True)  # False: this worker runs tasks only
     # Fernet key encrypting webhook secrets at rest; absent: derived from SECRET_KEY.
     WEBHOOK_SECRET_KEY = os.environ.get("WEBHOOK_SECRET_KEY")
 

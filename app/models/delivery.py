@@ -27,6 +27,8 @@ class Delivery(Model):
         Index("ix_deliveries_sub_created", "subscription_id", "created_at"),
         Index("ix_deliveries_sub_key_status", "subscription_id", "event_key", "status"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status", "updated_at"),
+        # A restarted dispatcher skips events of its first batch that are already recorded.
+        Index("ix_deliveries_sub_position", "subscription_id", "partition", "offset"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False)

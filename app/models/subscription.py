@@ -13,6 +13,11 @@ from app.models.stream import Stream
 STATUS_ACTIVE, STATUS_PAUSED, STATUS_DISABLED = "active", "paused", "disabled"
 
 
+def consumer_group_name(tenant_slug: str, subscription_id: str) -> str:
+    """The log group of a subscription (tenant-prefixed like every group of the tenant)."""
+    return f"{tenant_slug}.__sub.{subscription_id}"
+
+
 class Subscription(Model):
     """A webhook endpoint subscribed to one stream of its tenant."""
 
@@ -45,4 +50,4 @@ class Subscription(Model):
     @property
     def consumer_group(self) -> str:
         """The log group through which this subscription reads its stream."""
-        return f"{self.stream.tenant.slug}.__sub.{self.id}"
+        return consumer_group_name(self.stream.tenant.slug, self.id)

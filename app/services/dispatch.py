@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,15 @@ def load_specs(config: DeliverySettings) -> dict[str, SubSpec]:
     return out
 
 
+def batch_size(spec: SubSpec, config: DeliverySettings) -> int:
+    """Events per batch: about ten rounds of the in-flight cap, within the configured maximum.
+
+    A batch is recorded once all of it was attempted, so a worker killed mid-batch sends it again in
+    full after the restart: the batch size bounds the duplicates a crash can cause.
+    """
+    return max(20, min(config.batch_size, spec.max_in_flight * 10))
+
+
 class Runner:
     """Consumes one subscription's leased partitions: fetch, deliver, record, commit, again."""
 
@@ -79,7 +89,9 @@ class Runner:
         failures = 0
         while not self.stopping:
             parts = sorted(self.partitions)
-            if not parts:
+            if not parts or time.monotonic() > self.d.leases_valid_until:
+                # Nothing leased, or the leases were not renewed in time (database away): another
+                # dispatcher may own these partitions by now, so fetch nothing until a refresh succeeds.
                 await asyncio.sleep(0.2)
                 continue
             self.inflight = set(parts)
@@ -99,20 +111,25 @@ class Runner:
     async def _one_batch(self, parts: list[int]) -> None:
         spec, cfg = self.spec, self.d.config
         log = self.d.log
+        started = time.perf_counter()
         try:
-            records = await self.d.blocking(log.fetch, spec.group, spec.stream, cfg.batch_size, cfg.fetch_wait_s,
-                                            parts)
+            records = await self.d.blocking(log.fetch, spec.group, spec.stream, batch_size(spec, cfg),
+                                            cfg.fetch_wait_s, parts)
         except StreamNotFound:
             logger.warning("subscription %s: stream %s is gone from the log", spec.id, spec.stream)
             await asyncio.sleep(cfg.refresh_s)
             return
         if not records:
             return
+        fetched = time.perf_counter()
         dedup = bool(self.fresh & {r.partition for r in records})
         offsets = await process(spec, records, dedup, self.d.courier, cfg, self.d.owner, self.d.db)
+        processed = time.perf_counter()
         if offsets:
             await self.d.blocking(log.commit, spec.group, spec.stream, offsets)
         self.fresh -= {r.partition for r in records}
+        logger.debug("subscription %s: %d events: fetch %.3fs, deliver+record %.3fs, commit %.3fs", spec.id,
+                     len(records), fetched - started, processed - fetched, time.perf_counter() - processed)
 
 
 class Dispatcher:
@@ -124,6 +141,7 @@ class Dispatcher:
         self.owner = owner or new_owner()
         self.log = open_app_log(flask_app)
         self.runners: dict[str, Runner] = {}
+        self.leases_valid_until = 0.0  # time.monotonic() until which our leases are surely ours
         self.courier = Courier(self.config)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,7 +193,7 @@ class Dispatcher:
         tasks = [r.task for r in self.runners.values() if r.task is not None]
         if tasks:
             # A runner stops between batches: what it sent is recorded and committed before it returns.
-            done, pending = await asyncio.wait(tasks, timeout=self.config.timeout_s + 10)
+            _, pending = await asyncio.wait(tasks, timeout=self.config.timeout_s + 10)
             for task in pending:
                 task.cancel()
         try:
@@ -206,8 +224,11 @@ class Dispatcher:
         for sub_id in [s for s in self.runners if s not in specs]:
             await self._retire(sub_id)
         busy = {sub_id: r.busy for sub_id, r in self.runners.items()}
+        started = time.monotonic()
         owned = await self.db(dispatch_leases.sync, self.owner, {s: spec.partitions for s, spec in specs.items()},
                               busy, self.config.lease_ttl_s)
+        # A margin for clock drift between this host and the database: stop before the rows expire.
+        self.leases_valid_until = started + self.config.lease_ttl_s * 0.8
         for sub_id, spec in specs.items():
             mine = owned.get(sub_id, set())
             runner = self.runners.get(sub_id)

@@ -89,6 +89,9 @@ async def send_lanes(spec: SubSpec, items: list[Item], blocked: set[str], courie
     refusal = await courier.url_refusal(spec) if lanes else None
     gone = False
 
+    def is_gone() -> bool:  # read late, when a queued send finally gets its slot
+        return gone
+
     async def run(lane: list[Item]) -> None:
         nonlocal gone
         for index, item in enumerate(lane):
@@ -96,7 +99,10 @@ async def send_lanes(spec: SubSpec, items: list[Item], blocked: set[str], courie
                 item.status = DISCARDED
                 continue
             at = utcnow()
-            result = refused(refusal) if refusal else await courier.send(spec, item.event_id, item.body)
+            result = refused(refusal) if refusal else await courier.send(spec, item.event_id, item.body, is_gone)
+            if result is None:
+                item.status = DISCARDED
+                continue
             kind = settle(item, result, at, spec, settings)
             if kind == DISABLE:
                 gone = True

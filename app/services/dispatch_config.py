@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _get(config: Mapping[str, Any], name: str, default: T, cast: Callable[[Any], T]) -> T:
+def setting(config: Mapping[str, Any], name: str, default: T, cast: Callable[[Any], T]) -> T:
+    """``config[name]``, else the environment variable ``name``, else ``default``; passed through ``cast``."""
     # Knobs not (yet) declared in config.py are still settable from the environment (12-factor).
     value = config.get(name)
     if value is None:
@@ -49,22 +50,22 @@ class DeliverySettings:
 
 def settings(config: Mapping[str, Any]) -> DeliverySettings:
     """The settings of an app config."""
-    timeout = _get(config, "WEBHOOK_TIMEOUT_S", 15.0, float)
-    ttl = _get(config, "WEBHOOK_LEASE_TTL_S", 15.0, float)
+    timeout = setting(config, "WEBHOOK_TIMEOUT_S", 15.0, float)
+    ttl = setting(config, "WEBHOOK_LEASE_TTL_S", 15.0, float)
     return DeliverySettings(
         timeout_s=timeout,
-        allow_private=_get(config, "WEBHOOK_ALLOW_PRIVATE", False, _bool),
+        allow_private=setting(config, "WEBHOOK_ALLOW_PRIVATE", False, _bool),
         default_schedule=tuple(float(v) for v in config.get("WEBHOOK_RETRY_SCHEDULE")
                                or (5, 300, 1800, 7200, 18000, 36000, 36000)),
-        retry_after_max_s=_get(config, "WEBHOOK_RETRY_AFTER_MAX_S", 3600.0, float),
-        disable_after_s=_get(config, "WEBHOOK_DISABLE_AFTER_S", 5 * 24 * 3600.0, float),
-        max_in_flight_cap=_get(config, "WEBHOOK_MAX_IN_FLIGHT", 1000, int),
+        retry_after_max_s=setting(config, "WEBHOOK_RETRY_AFTER_MAX_S", 3600.0, float),
+        disable_after_s=setting(config, "WEBHOOK_DISABLE_AFTER_S", 5 * 24 * 3600.0, float),
+        max_in_flight_cap=setting(config, "WEBHOOK_MAX_IN_FLIGHT", 1000, int),
         lease_ttl_s=ttl,
-        refresh_s=_get(config, "WEBHOOK_REFRESH_S", min(2.0, ttl / 3), float),
-        batch_size=_get(config, "WEBHOOK_BATCH_SIZE", 500, int),
-        fetch_wait_s=_get(config, "WEBHOOK_FETCH_WAIT_S", 1.0, float),
-        retry_batch=_get(config, "WEBHOOK_RETRY_BATCH", 200, int),
-        retry_budget_s=_get(config, "WEBHOOK_RETRY_BUDGET_S", 20.0, float),
-        replay_chunk=_get(config, "WEBHOOK_REPLAY_CHUNK", 50, int),
-        dispatcher_enabled=_get(config, "WEBHOOK_DISPATCHER", True, _bool),
+        refresh_s=setting(config, "WEBHOOK_REFRESH_S", min(2.0, ttl / 3), float),
+        batch_size=setting(config, "WEBHOOK_BATCH_SIZE", 500, int),
+        fetch_wait_s=setting(config, "WEBHOOK_FETCH_WAIT_S", 1.0, float),
+        retry_batch=setting(config, "WEBHOOK_RETRY_BATCH", 200, int),
+        retry_budget_s=setting(config, "WEBHOOK_RETRY_BUDGET_S", 20.0, float),
+        replay_chunk=setting(config, "WEBHOOK_REPLAY_CHUNK", 50, int),
+        dispatcher_enabled=setting(config, "WEBHOOK_DISPATCHER", True, _bool),
     )

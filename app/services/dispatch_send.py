@@ -140,12 +140,15 @@ class Courier:
             return str(exc)
         return None
 
-    async def send(self, spec: SubSpec, event_id: str, body: bytes) -> AttemptResult:
-        """One signed POST within the subscription's in-flight cap and rate limit."""
+    async def send(self, spec: SubSpec, event_id: str, body: bytes,
+                   cancelled: Callable[[], bool] | None = None) -> AttemptResult | None:
+        """One signed POST within the subscription's in-flight cap and rate limit; None if cancelled meanwhile."""
         semaphore, bucket = self._limit(spec)
         async with semaphore:
             if bucket is not None:
                 await bucket.acquire()
+            if cancelled is not None and cancelled():  # e.g. a 410 arrived while this one queued
+                return None
             try:
                 headers = webhook_headers(event_id, spec.secrets, body)
             except ValueError as exc:  # no live secret: nothing to sign with

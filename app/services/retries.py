@@ -102,7 +102,8 @@ async def _send_all(specs: dict[str, SubSpec], items: list[tuple[str, Item]], co
         at = utcnow()
         reason = refusals[sub_id]
         result = refused(reason) if reason else await courier.send(spec, item.event_id, item.body)
-        settle(item, result, at, spec, config)
+        if result is not None:
+            settle(item, result, at, spec, config)
 
     await asyncio.gather(*(one(sub_id, item) for sub_id, item in items))
 

@@ -10,11 +10,14 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import contains_eager
 
 from app.extensions import db
+from app.models.base import new_id
 from app.models import Stream, Subscription
-from app.models.subscription import STATUS_ACTIVE, STATUS_DISABLED, STATUS_PAUSED
+from app.models.subscription import STATUS_ACTIVE, STATUS_DISABLED, STATUS_PAUSED, consumer_group_name
 from app.security import Principal
 from app.services import audit, webhook_secrets
 from app.services.errors import BadRequest, Invalid, NotFound
+from app.services.event_log import event_log
+from app.services.log_errors import log_errors
 from app.services.pagination import decode_cursor, encode_cursor
 from app.services.streams import get_stream
 from app.services.validation import check_int, check_keys, check_optional_str
@@ -117,8 +120,13 @@ def create_subscription(principal: Principal, body: dict[str, Any]) -> tuple[Sub
     # Checked after the fields: a 404 for the stream must not hide that the body itself was invalid.
     stream = get_stream(principal, body["stream"])
     secret, entry = webhook_secrets.new_secret_entry()
-    sub = Subscription(tenant_id=principal.tenant_id, stream_id=stream.id, stream=stream, status=STATUS_ACTIVE,
-                       secrets=[entry], **values)
+    sub_id = new_id()
+    # A new endpoint receives what is published from now on, not the stream's history (use recover for
+    # that). Positioned before the row is written: on SQLite the log's connection must not wait for ours.
+    with log_errors(stream.name):
+        event_log().reset(consumer_group_name(principal.tenant_slug, sub_id), stream.log_name, "latest")
+    sub = Subscription(id=sub_id, tenant_id=principal.tenant_id, stream_id=stream.id, stream=stream,
+                       status=STATUS_ACTIVE, secrets=[entry], **values)
     db.session.add(sub)
     db.session.flush()
     audit.record(principal, "subscription.create", "subscription", sub.id,

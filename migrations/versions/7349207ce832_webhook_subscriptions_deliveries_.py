@@ -81,6 +81,7 @@ def upgrade():
         batch_op.create_index('ix_deliveries_sub_created', ['subscription_id', 'created_at'], unique=False)
         batch_op.create_index('ix_deliveries_sub_key_status', ['subscription_id', 'event_key', 'status'], unique=False)
         batch_op.create_index('ix_deliveries_tenant_status', ['tenant_id', 'status', 'updated_at'], unique=False)
+        batch_op.create_index('ix_deliveries_sub_position', ['subscription_id', 'partition', 'offset'], unique=False)
 
     op.create_table('replay_jobs',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -138,6 +139,7 @@ def downgrade():
     op.drop_table('replay_jobs')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_tenant_status')
+        batch_op.drop_index('ix_deliveries_sub_position')
         batch_op.drop_index('ix_deliveries_sub_key_status')
         batch_op.drop_index('ix_deliveries_sub_created')
         batch_op.drop_index('ix_deliveries_due')
