@@ -43,6 +43,7 @@ class Config:
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     EVENT_LOG_URL = os.environ.get("EVENT_LOG_URL", "sql")
     KAFKA_REPLICATION_FACTOR = _int("KAFKA_REPLICATION_FACTOR", 1)
+    KAFKA_METADATA_TTL_S = float(os.environ.get("KAFKA_METADATA_TTL_S", "1"))
     REDIS_URL = os.environ.get("REDIS_URL")  # absent: in-process
     ADMIN_PASSWORD = os.environ.get("ADMIN_PASSWORD")
     PORT = _int("PORT", 5000)

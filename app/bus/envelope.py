@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,9 +87,19 @@ class Record:
     event: Event
 
 
+_now_cache: tuple[int, str] = (-1, "")
+
+
 def now_rfc3339() -> str:
-    """The current UTC time in RFC 3339 with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time in RFC 3339 with milliseconds (formatted once per millisecond)."""
+    global _now_cache
+    ms = time.time_ns() // 1_000_000
+    cached = _now_cache
+    if cached[0] == ms:
+        return cached[1]
+    text = ms_to_rfc3339(ms)
+    _now_cache = (ms, text)  # one tuple assignment: threads see an old or a new pair, never a torn one
+    return text
 
 
 def ms_to_rfc3339(ms: int) -> str:

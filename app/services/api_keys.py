@@ -10,7 +10,7 @@ from sqlalchemy import and_, or_, select
 from app.extensions import db
 from app.models import ApiKey, Tenant
 from app.models.base import utcnow
-from app.security import SCOPE_PERMISSIONS, SCOPES, Principal, generate_api_key, hash_api_key
+from app.security import SCOPE_PERMISSIONS, SCOPES, Principal, forget_api_key, generate_api_key, hash_api_key
 from app.services import audit
 from app.services.errors import BadRequest, Forbidden, Invalid, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
@@ -117,6 +117,7 @@ def revoke_api_key(principal: Principal, key_id: str) -> None:
         row.revoked_at = utcnow()
         audit.record(principal, "api_key.revoke", "api_key", row.id, {"name": row.name})
         db.session.commit()
+        forget_api_key(row.key_hash)
         logger.info("api key %s revoked by %s", row.id, principal.actor)
 
 

@@ -22,6 +22,8 @@ def open_app_log(app: Flask) -> EventLog:
                 options = {}
                 if url.startswith("kafka://"):
                     options["replication_factor"] = app.config["KAFKA_REPLICATION_FACTOR"]
+                    # Partition counts cached for a second: a metadata request per append cost ~1 ms.
+                    options["metadata_ttl_s"] = app.config["KAFKA_METADATA_TTL_S"]
                 log = open_log(url, app.config["SQLALCHEMY_DATABASE_URI"], **options)
                 app.extensions[_KEY] = log
     return log

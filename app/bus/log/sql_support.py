@@ -77,7 +77,9 @@ def create_engines(url: str, pool_size: int) -> tuple[Engine, Engine, Engine, bo
         engine = _sqlite_engine(parsed, pool_size)
         reader = engine
     elif backend == "postgresql":
-        engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # No pre-ping: it cost a round trip per append. A connection that died (database restart) fails
+        # once, SQLAlchemy invalidates the pool, and the caller's retry gets a fresh connection.
+        engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
         # Reads need no transaction: offsets below a committed head never change. Saves BEGIN/ROLLBACK.
         reader = engine.execution_options(isolation_level="AUTOCOMMIT")
     else:
