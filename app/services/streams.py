@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -41,6 +43,40 @@ def get_stream(principal: Principal, name: str) -> Stream:
     if stream is None:
         raise NotFound(f"no stream {name!r}", code="stream_not_found", details={"stream": name})
     return stream
+
+
+@dataclass(frozen=True)
+class StreamRef:
+    """What the publish path needs of a stream, without an ORM object."""
+
+    name: str
+    log_name: str
+    schema_subject: str | None
+
+
+# The publish path looks its stream up on every request; a second of staleness across processes is
+# harmless (a deleted stream's append fails in the log with 404 anyway) and saves a query per request.
+STREAM_CACHE_TTL_S = 1.0
+_ref_cache: dict[tuple[int, str], tuple[float, StreamRef]] = {}
+
+
+def stream_ref(principal: Principal, name: str) -> StreamRef:
+    """The tenant's stream ``name`` for publishing, cached for a second; 404 when absent."""
+    key = (principal.tenant_id, name)
+    now = time.monotonic()
+    cached = _ref_cache.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    stream = get_stream(principal, name)
+    ref = StreamRef(stream.name, f"{principal.tenant_slug}.{stream.name}", stream.schema_subject)
+    if len(_ref_cache) > 10_000:
+        _ref_cache.clear()
+    _ref_cache[key] = (now + STREAM_CACHE_TTL_S, ref)
+    return ref
+
+
+def _forget(stream: Stream) -> None:
+    _ref_cache.pop((stream.tenant_id, stream.name), None)
 
 
 def list_streams(principal: Principal, limit: int, cursor: str | None) -> tuple[list[Stream], str | None]:
@@ -124,6 +160,7 @@ def update_stream(principal: Principal, name: str, body: dict[str, Any]) -> Stre
     if changes:
         audit.record(principal, "stream.update", "stream", name, changes)
     db.session.commit()
+    _forget(stream)
     return stream
 
 
@@ -140,6 +177,7 @@ def delete_stream(principal: Principal, name: str) -> None:
     db.session.delete(stream)
     audit.record(principal, "stream.delete", "stream", name)
     db.session.commit()
+    _forget(stream)
 
 
 def stream_to_json(stream: Stream, with_partitions: bool = False) -> dict[str, Any]:
