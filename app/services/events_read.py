@@ -36,6 +36,7 @@ from app.services.event_log import event_log
 from app.services.log_errors import log_errors
 from app.services.pagination import decode_cursor, encode_cursor, parse_limit
 from app.services.streams import get_stream
+from app.services.wire_format import decode_record
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def list_events(principal: Principal, stream_name: str, args: Mapping[str, str])
         taken, positions, active = _scan(log, log_name, positions, limit, filters.matcher())
     # heapq.merge never reorders within one input, so every partition stays in offset order.
     merged = heapq.merge(*(taken[p] for p in sorted(taken)), key=lambda r: r.timestamp_ms)
-    items = [record_to_json(r) for r in merged]
+    items = [record_to_json(decode_record(principal.tenant_id, r)) for r in merged]
     nxt = None
     if active:
         state: dict[str, Any] = {"o": {str(p): o for p, o in sorted(positions.items())}}
@@ -248,4 +249,4 @@ def get_event(principal: Principal, stream_name: str, partition_s: str, offset_s
     # Below the low watermark the log answers from the first event kept: that is not the one asked for.
     if not records or records[0].offset != offset:
         raise missing
-    return record_to_json(records[0])
+    return record_to_json(decode_record(principal.tenant_id, records[0]))

@@ -14,22 +14,24 @@ from flask import current_app
 
 from app.bus.envelope import EnvelopeError, Event, event_from_json
 from app.security import Principal
-from app.services import idempotency, metrics
+from app.services import idempotency, metrics, schema_validation
 from app.services.errors import Invalid, TooLarge
 from app.services.event_log import event_log
 from app.services.log_errors import log_errors
-from app.services.streams import get_stream
+from app.services.streams import stream_ref
 
 logger = logging.getLogger(__name__)
 
 def publish_events(principal: Principal, stream_name: str, body: Any,
                    idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
     """Append one event or a batch (``{"events": [...]}`` or a JSON array) to a stream; 201 with positions."""
-    stream = get_stream(principal, stream_name)
-    # Built from the principal, not stream.log_name, which would lazy-load the tenant: one query less.
-    log_name = f"{principal.tenant_slug}.{stream.name}"
+    stream = stream_ref(principal, stream_name)
+    log_name = stream.log_name
     config = current_app.config
     events = validate_events(body, int(config["MAX_BATCH_EVENTS"]), int(config["MAX_JSON_DEPTH"]))
+    if stream.schema_subject:  # streams without a subject pay this one test and nothing else
+        schema_validation.validate_batch(principal.tenant_id, stream.schema_subject, events,
+                                         raw_events(body, int(config["MAX_BATCH_EVENTS"])))
 
     def append() -> tuple[int, dict[str, Any]]:
         with log_errors(stream_name):

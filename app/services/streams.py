@@ -57,26 +57,32 @@ class StreamRef:
 # The publish path looks its stream up on every request; a second of staleness across processes is
 # harmless (a deleted stream's append fails in the log with 404 anyway) and saves a query per request.
 STREAM_CACHE_TTL_S = 1.0
-_ref_cache: dict[tuple[int, str], tuple[float, StreamRef]] = {}
+_CACHE_KEY = "stream_ref_cache"
+
+
+def _ref_cache() -> dict[tuple[int, str], tuple[float, StreamRef]]:
+    # Per app, not per process: tenant ids repeat across databases (tests run several apps at once).
+    return current_app.extensions.setdefault(_CACHE_KEY, {})
 
 
 def stream_ref(principal: Principal, name: str) -> StreamRef:
     """The tenant's stream ``name`` for publishing, cached for a second; 404 when absent."""
     key = (principal.tenant_id, name)
     now = time.monotonic()
-    cached = _ref_cache.get(key)
+    cache = _ref_cache()
+    cached = cache.get(key)
     if cached is not None and cached[0] > now:
         return cached[1]
     stream = get_stream(principal, name)
     ref = StreamRef(stream.name, f"{principal.tenant_slug}.{stream.name}", stream.schema_subject)
-    if len(_ref_cache) > 10_000:
-        _ref_cache.clear()
-    _ref_cache[key] = (now + STREAM_CACHE_TTL_S, ref)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[key] = (now + STREAM_CACHE_TTL_S, ref)
     return ref
 
 
 def _forget(stream: Stream) -> None:
-    _ref_cache.pop((stream.tenant_id, stream.name), None)
+    _ref_cache().pop((stream.tenant_id, stream.name), None)
 
 
 def list_streams(principal: Principal, limit: int, cursor: str | None) -> tuple[list[Stream], str | None]:
