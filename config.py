@@ -35,6 +35,15 @@ def _secret_key() -> str:
     return key
 
 
+_FAB_SECURITY_VIEWS = (
+    "UserDBModelView|UserLDAPModelView|UserOAuthModelView|UserOIDModelView|UserRemoteUserModelView|"
+    "RoleModelView|UserGroupModelView|PermissionModelView|ViewMenuModelView|PermissionViewModelView|"
+    "UserStatsChartView|RegisterUserModelView|Security|List Users|List Roles|List Groups|"
+    "User's Statistics|Base Permissions|Views/Menus|Permission on Views/Menus"
+)
+_BUS_VIEWS = rf"^(?!({_FAB_SECURITY_VIEWS})$).*"
+
+
 class Config:
     """Defaults shared by every environment: the embedded single-machine bus."""
 
@@ -58,11 +67,15 @@ class Config:
     AUTH_ROLE_PUBLIC = "Public"
     # Audits console and API sign-ins (user.login / user.login_failed).
     FAB_SECURITY_MANAGER_CLASS = "app.security_manager.BusSecurityManager"
+    # Console permissions; the API checks roles itself (app/security.py). The views are matched by a
+    # regex that leaves out FAB's security views and menus: ".*" would hand Operators user and role
+    # administration.
     FAB_ROLES = {
-        # Console permissions; the API checks roles itself (app/security.py).
-        "Operator": [[".*", "can_list"], [".*", "can_show"], [".*", "can_add"], [".*", "can_edit"],
-                     [".*", "can_delete"], [".*", "can_get"], [".*", "menu_access"]],
-        "Viewer": [[".*", "can_list"], [".*", "can_show"], [".*", "can_get"], [".*", "menu_access"]],
+        "Operator": [[_BUS_VIEWS, "can_list"], [_BUS_VIEWS, "can_show"], [_BUS_VIEWS, "can_add"],
+                     [_BUS_VIEWS, "can_edit"], [_BUS_VIEWS, "can_delete"], [_BUS_VIEWS, "can_get"],
+                     [_BUS_VIEWS, "menu_access"]],
+        "Viewer": [[_BUS_VIEWS, "can_list"], [_BUS_VIEWS, "can_show"], [_BUS_VIEWS, "can_get"],
+                   [_BUS_VIEWS, "menu_access"]],
     }
     JWT_ACCESS_TOKEN_EXPIRES = _int("JWT_ACCESS_TOKEN_EXPIRES_S", 3600)
     WTF_CSRF_ENABLED = True
@@ -95,6 +108,10 @@ class Config:
     WEBHOOK_DISPATCHER = _bool("WEBHOOK_DISPATCHER", True)  # False: this worker runs tasks only
     # Fernet key encrypting webhook secrets at rest; absent: derived from SECRET_KEY.
     WEBHOOK_SECRET_KEY = os.environ.get("WEBHOOK_SECRET_KEY")
+
+    # Dashboard figures: per-minute roll-ups flushed every METRICS_FLUSH_S, kept METRICS_RETENTION_DAYS.
+    METRICS_FLUSH_S = float(os.environ.get("METRICS_FLUSH_S", "10"))
+    METRICS_RETENTION_DAYS = _int("METRICS_RETENTION_DAYS", 7)
 
     # Celery: Redis in production; the embedded default runs an in-process worker (workers/celery_app.py).
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL")

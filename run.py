@@ -26,9 +26,27 @@ def main() -> None:
     if result.generated_password:
         # Shown once on first start (API.md); only its hash is stored.
         logger.warning("Created user 'admin' with password: %s", result.generated_password)
+    from workers.embedded import EmbeddedWorkers, wants_embedded
+
+    # No broker: the Celery worker (with the webhook dispatcher) and beat run in this process.
+    workers = EmbeddedWorkers(app).start() if wants_embedded(app) else None
     port = int(app.config["PORT"])
     logger.info("APG Event Bus on http://127.0.0.1:%d (console at /login/)", port)
-    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=port, threaded=True, use_reloader=False)
+    try:
+        from app.extensions import socketio
+
+        # Socket.IO in threading mode on Werkzeug (websocket through simple-websocket): the embedded,
+        # single-machine server; production runs gunicorn (README).
+        socketio.run(app, host=os.environ.get("HOST", "127.0.0.1"), port=port, use_reloader=False, debug=False,
+                     allow_unsafe_werkzeug=True)
+    finally:
+        if workers is not None:
+            workers.stop()
+        from app.services.live_metrics import live
+
+        lm = live(app)
+        if lm is not None:
+            lm.stop()  # the current minute's counts into the roll-ups: no hole in the chart after a restart
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
 
     init_celery(app)  # app.extensions["celery"]: enqueue() sends tasks by name through it
 
+    from app.services.live_metrics import init_app as init_live_metrics
+    from app.sockets import init_sockets
+
+    init_live_metrics(app)  # the console's live counters; their thread starts with the first count
+    init_sockets(app)  # Socket.IO /metrics, with REDIS_URL as its message queue across processes
+
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:
         db.session.remove()
@@ -81,9 +87,30 @@ def _register(appbuilder: Any) -> None:
     from app.api.ops import OpsApi
     from app.api.streams import StreamsApi
     from app.api.subscriptions import SubscriptionsApi
+    from app.registry_api import register_registry_api
+    from app.views.api_keys import ApiKeysView
+    from app.views.audit import AuditView
+    from app.views.dashboard import DashboardView
+    from app.views.dead_letters import DeadLettersView, ReplayJobsView
+    from app.views.events import EventsView
+    from app.views.groups import GroupsView
+    from app.views.schemas import SchemasView
     from app.views.streams import StreamsView
+    from app.views.subscriptions import SubscriptionsView
+    from app.views.tenant_switch import TenantSwitchView
 
     for api in (OpsApi, StreamsApi, EventsApi, GroupsApi, ApiKeysApi, TenantsApi, UsersApi, SubscriptionsApi,
                 DeadLettersApi, ReplayJobsApi):
         appbuilder.add_api(api)
+    appbuilder.add_view(DashboardView, "Dashboard", icon="fa-chart-line", category="Bus")
     appbuilder.add_view(StreamsView, "Streams", icon="fa-stream", category="Bus")
+    appbuilder.add_view(EventsView, "Event browser", icon="fa-search", category="Bus")
+    appbuilder.add_view(GroupsView, "Consumer groups", icon="fa-users", category="Bus")
+    appbuilder.add_view(SubscriptionsView, "Subscriptions", icon="fa-paper-plane", category="Bus")
+    appbuilder.add_view(DeadLettersView, "Dead letters", icon="fa-skull", category="Bus")
+    appbuilder.add_view(ReplayJobsView, "Replay jobs", icon="fa-redo", category="Bus")
+    appbuilder.add_view(AuditView, "Audit log", icon="fa-list", category="Bus")
+    appbuilder.add_view(ApiKeysView, "API keys", icon="fa-key", category="Bus")
+    appbuilder.add_view(SchemasView, "Schemas", icon="fa-file-code", category="Bus")
+    appbuilder.add_view_no_menu(TenantSwitchView)  # the navbar's switcher posts here
+    register_registry_api()  # Confluent-compatible schema registry under /registry

@@ -96,7 +96,8 @@ def forget_api_key(key_hash: str) -> None:
         _key_cache.pop(key_hash, None)
 
 
-def _principal_from_api_key(key: str) -> Principal:
+def principal_from_api_key(key: str) -> Principal:
+    """The principal of an API key (cached briefly); 401 for an unknown or revoked key."""
     key_hash = hash_api_key(key)
     now = time.monotonic()
     cached = _key_cache.get(key_hash)
@@ -197,7 +198,7 @@ def resolve_principal() -> Principal:
     scheme = scheme.lower()
     if scheme == "bearer" and value:
         if value.startswith(API_KEY_PREFIX):
-            return _principal_from_api_key(value)
+            return principal_from_api_key(value)
         return _principal_from_jwt(value)
     if scheme == "basic" and value:
         try:
@@ -206,7 +207,7 @@ def resolve_principal() -> Principal:
             raise Unauthorized("malformed Basic credentials", code="invalid_credentials") from exc
         _, _, password = decoded.partition(":")
         if password.startswith(API_KEY_PREFIX):
-            return _principal_from_api_key(password)
+            return principal_from_api_key(password)
         raise Unauthorized("Basic auth takes an API key as the password", code="invalid_credentials")
     raise Unauthorized("credentials required: Authorization: Bearer <token or API key>",
                        code="unauthorized")

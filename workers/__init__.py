@@ -17,7 +17,8 @@ from app.services.dispatch_config import setting
 
 logger = logging.getLogger(__name__)
 
-TASK_MODULES = ("workers.tasks.deliveries", "workers.tasks.replay", "workers.tasks.maintenance")
+TASK_MODULES = ("workers.tasks.deliveries", "workers.tasks.replay", "workers.tasks.maintenance",
+                "workers.tasks.metrics")
 MEMORY_BROKER = "memory://"
 
 
@@ -48,6 +49,8 @@ def beat_schedule(config: Any) -> dict[str, dict[str, Any]]:
         "maintenance.disable_failing": every(60.0, "maintenance.disable_failing"),
         "maintenance.purge_idempotency": every(3600.0, "maintenance.purge_idempotency"),
         "maintenance.retention": every(60.0, "maintenance.retention"),
+        # Gauges (lag, dead letters) sampled into the minute roll-ups; counters are flushed by each process.
+        "metrics.rollup": every(60.0, "metrics.rollup"),
     }
 
 

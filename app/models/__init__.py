@@ -6,10 +6,11 @@ from app.models.audit import AuditRecord
 from app.models.delivery import Delivery, DeliveryAttempt
 from app.models.idempotency import IdempotencyRecord
 from app.models.lease import ConsumerLease
+from app.models.metric import MetricRollup
 from app.models.replay import ReplayJob
 from app.models.stream import Stream
 from app.models.subscription import Subscription
 from app.models.tenant import Tenant, user_tenants
 
 __all__ = ["ApiKey", "AuditRecord", "ConsumerLease", "Delivery", "DeliveryAttempt", "IdempotencyRecord",
-           "ReplayJob", "Stream", "Subscription", "Tenant", "user_tenants"]
+           "MetricRollup", "ReplayJob", "Stream", "Subscription", "Tenant", "user_tenants"]

@@ -18,7 +18,7 @@ from app.models import Delivery, DeliveryAttempt, Subscription
 from app.models.base import new_id, utcnow
 from app.models.delivery import DEAD, DISCARDED, ORIGIN_LIVE, RETRYING, SUCCEEDED, WAITING
 from app.models.subscription import STATUS_ACTIVE, STATUS_DISABLED
-from app.services import audit
+from app.services import audit, metrics
 from app.services.dispatch_config import DeliverySettings
 from app.services.dispatch_send import SubSpec
 
@@ -130,6 +130,7 @@ def update_existing(spec: SubSpec, items: Sequence[Item], origin: str | None = N
 
 def after_attempts(spec: SubSpec, items: Sequence[Item]) -> None:
     """Subscription health after a round of attempts: success clock, failing-since clock, 410 disables."""
+    metrics.delivered(spec.stream, items)  # Prometheus and the console's live charts
     kinds = {i.kind for i in items if i.result is not None}
     now = utcnow()
     if SUCCESS in kinds:

@@ -1,9 +1,14 @@
-"""Prometheus counters of the data plane (published, read, fetched events); exposed at ``/metrics``."""
+"""Prometheus counters of the data plane (published, read, fetched events, deliveries); exposed at ``/metrics``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import Counter
+
+from app.models.delivery import DEAD, SUCCEEDED
+from app.services import live_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -19,14 +24,44 @@ IDEMPOTENT_REPLAYS = Counter(
     "bus_idempotent_replays_total", "Publish requests answered from a stored Idempotency-Key response.",
     ["tenant"],
 )
+DELIVERIES = Counter(
+    "bus_deliveries_total", "Webhook delivery attempts by outcome (succeeded, failed).",
+    ["tenant", "stream", "outcome"],
+)
+DEAD_LETTERED = Counter(
+    "bus_dead_lettered_total", "Deliveries that ran out of attempts and became dead letters.", ["tenant", "stream"],
+)
 
 
 def published(tenant: str, stream: str, count: int) -> None:
     """Count ``count`` events published to ``tenant``/``stream``."""
     EVENTS_PUBLISHED.labels(tenant, stream).inc(count)
+    live_metrics.count(tenant, live_metrics.EVENTS_IN, stream, count)  # the console's live charts
 
 
 def fetched(tenant: str, stream: str, count: int) -> None:
     """Count events returned by a group fetch."""
     if count:
         EVENTS_FETCHED.labels(tenant, stream).inc(count)
+
+
+def delivered(log_stream: str, items: Iterable[Any]) -> None:
+    """Count a round of delivery attempts on ``<tenant>.<stream>`` (items settled by ``dispatch_record.settle``)."""
+    ok = failed = dead = 0
+    for item in items:
+        if item.result is None:
+            continue  # held back this round (ordering): not an attempt
+        if item.status == SUCCEEDED:
+            ok += 1
+        else:
+            failed += 1
+            dead += item.status == DEAD
+    tenant, _, stream = log_stream.partition(".")  # tenant slugs hold no dots
+    for outcome, n, metric in (("succeeded", ok, live_metrics.DELIVERIES_OK),
+                               ("failed", failed, live_metrics.DELIVERIES_FAILED)):
+        if n:
+            DELIVERIES.labels(tenant, stream, outcome).inc(n)
+            live_metrics.count(tenant, metric, stream, n)
+    if dead:
+        DEAD_LETTERED.labels(tenant, stream).inc(dead)
+        live_metrics.count(tenant, live_metrics.DEAD_LETTERED, stream, dead)

@@ -10,8 +10,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import contains_eager
 
 from app.extensions import db
-from app.models.base import new_id
 from app.models import Stream, Subscription
+from app.models.base import new_id
 from app.models.subscription import STATUS_ACTIVE, STATUS_DISABLED, STATUS_PAUSED, consumer_group_name
 from app.security import Principal
 from app.services import audit, webhook_secrets

@@ -83,3 +83,16 @@ def list_tenants(limit: int, cursor: str | None) -> tuple[list[Tenant], str | No
 def tenant_to_json(tenant: Tenant) -> dict[str, Any]:
     """The API's view of a tenant."""
     return {"id": tenant.id, "slug": tenant.slug, "name": tenant.name, "created_at": tenant.created_at}
+
+
+SWITCH_MENU_LIMIT = 200  # an Admin of a large bus picks from the first ones; the API lists them all
+
+
+def switchable_tenants(user: Any) -> list[str]:
+    """Slugs a console user may act in: their tenants, or every tenant for an Admin."""
+    from app.security import ROLE_ADMIN
+
+    if any(r.name == ROLE_ADMIN for r in user.roles):
+        return list(db.session.execute(
+            select(Tenant.slug).order_by(Tenant.slug).limit(SWITCH_MENU_LIMIT)).scalars())
+    return [t.slug for t in tenants_of_user(user.id)]

@@ -9,7 +9,7 @@ from flask_appbuilder import BaseView, expose, has_access, permission_name
 from app.api.http import json_response
 from app.security import READ
 from app.services import dashboard
-from app.views.tenant_switch import console_tenant_principal
+from app.views.context import console_principal
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class DashboardView(BaseView):
     @has_access
     def list(self) -> str:
         """The page; its script loads the snapshot, then follows the ``/metrics`` namespace."""
-        principal = console_tenant_principal()
+        principal = console_principal()
         principal.require(READ)
         return self.render_template("bus/dashboard.html", tenant=principal.tenant_slug)
 
@@ -33,6 +33,6 @@ class DashboardView(BaseView):
     @permission_name("list")  # why: part of the page; whoever may see the page may read its figures
     def snapshot(self) -> Response:
         """The tenant's last hour as JSON (see app/services/dashboard.py for the shape)."""
-        principal = console_tenant_principal()
+        principal = console_principal()
         principal.require(READ)
         return json_response(dashboard.snapshot(principal))

@@ -8,49 +8,21 @@ from urllib.parse import urlsplit
 from flask import flash, g, redirect, request, session, url_for
 from flask_appbuilder import BaseView, expose, has_access, permission_name
 from flask_login import current_user
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from app.extensions import db
-from app.models import Tenant
-from app.security import READ, ROLE_ADMIN, Principal, principal_for_user
+from app.security import READ, principal_for_user
 from app.services.errors import ServiceError
-from app.services.tenants import tenants_of_user
-from app.views.context import TENANT_SESSION_KEY, console_principal
+from app.services.tenants import switchable_tenants
+from app.views.context import TENANT_SESSION_KEY
 
 logger = logging.getLogger(__name__)
-
-MENU_LIMIT = 200  # an Admin of a large bus picks from the first ones; the API lists them all
-
-
-def tenant_choices(user: Any) -> list[str]:
-    """Slugs the user may switch to: their tenants, or every tenant for an Admin."""
-    if any(r.name == ROLE_ADMIN for r in user.roles):
-        return list(db.session.execute(select(Tenant.slug).order_by(Tenant.slug).limit(MENU_LIMIT)).scalars())
-    return [t.slug for t in tenants_of_user(user.id)]
-
-
-def console_tenant_principal() -> Principal:
-    """``console_principal()``, choosing the user's first tenant when none (or one no longer theirs) is chosen."""
-    try:
-        return console_principal()
-    except ServiceError as exc:
-        if exc.code not in ("tenant_required", "tenant_not_found"):
-            raise
-    # Several tenants and no choice yet, or a stale one: start in the first, the switcher changes it.
-    choices = tenant_choices(g.user)
-    session.pop(TENANT_SESSION_KEY, None)
-    if choices:
-        session[TENANT_SESSION_KEY] = choices[0]
-    return console_principal()
-
 
 def _tenant_menu() -> dict[str, Any] | None:
     """The navbar's switcher: the current tenant and the choices (None when logged out)."""
     if not current_user.is_authenticated:
         return None
     try:
-        choices = tenant_choices(current_user)
+        choices = switchable_tenants(current_user)
     except Exception:  # noqa: BLE001 - a navbar must render even when the database hiccups
         logger.warning("tenant menu unavailable", exc_info=True)
         return None

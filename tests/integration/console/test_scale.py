@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -153,8 +154,11 @@ def counted() -> Iterator[list[str]]:
     """Every SQL statement run meanwhile (the app's and the event log's engines)."""
     seen: list[str] = []
 
+    thread = threading.get_ident()
+
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not _CACHED_LOOKUP.match(statement):
+        # Only this thread's statements: the live-metrics flush thread writes now and then.
+        if threading.get_ident() == thread and not _CACHED_LOOKUP.match(statement):
             seen.append(statement)
 
     event.listen(Engine, "before_cursor_execute", before)

@@ -12,7 +12,7 @@ def test_tasks_and_beat_schedule(app: Flask) -> None:
     init_celery(app)
     celery.loader.import_default_modules()
     names = {"deliveries.retry_due", "replay.run_job", "replay.schedule_due", "maintenance.disable_failing",
-             "maintenance.purge_idempotency", "maintenance.retention"}
+             "metrics.rollup", "maintenance.purge_idempotency", "maintenance.retention"}
     assert names <= set(celery.tasks)
     schedule = celery.conf.beat_schedule
     assert {entry["task"] for entry in schedule.values()} == names - {"replay.run_job"}
