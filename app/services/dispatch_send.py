@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -171,12 +172,29 @@ class Courier:
 _local = threading.local()
 
 
+async def _once(settings: DeliverySettings, work: Callable[[Courier], Awaitable[T]]) -> T:
+    """``work`` with a courier of its own, closed afterwards (a one-off loop on a helper thread)."""
+    courier = Courier(settings)
+    try:
+        return await work(courier)
+    finally:
+        await courier.aclose()
+
+
 def run_sync(settings: DeliverySettings, work: Callable[[Courier], Awaitable[T]]) -> T:
     """Run ``work(courier)`` from synchronous code (tasks) on this thread's long-lived loop and courier.
 
     The loop and its courier live as long as the thread (a Celery pool thread or process), so keep-alive
-    connections survive from one task run to the next.
+    connections survive from one task run to the next. Called from a thread that already runs an event
+    loop (a server or test harness driving asyncio in this thread), the work runs on a helper thread.
     """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-sync") as pool:
+            return pool.submit(asyncio.run, _once(settings, work)).result()
     runner: asyncio.Runner | None = getattr(_local, "runner", None)
     courier: Courier | None = getattr(_local, "courier", None)
     if runner is None or courier is None or courier.settings != settings:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -68,6 +69,16 @@ async def serve() -> AsyncIterator[Server]:
         await record(request)
         return web.Response(body=b"x" * 10_000)  # over the excerpt, under the drain limit
 
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        return web.Response(body=gzip.compress(b"plain text"), headers={"Content-Encoding": "gzip"})
+
+    async def cookie(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        response = web.Response(text="ok")
+        response.set_cookie("session", "secret")
+        return response
+
     app = web.Application()
     app.router.add_post("/ok", status(200))
     app.router.add_post("/created", status(201))
@@ -80,6 +91,8 @@ async def serve() -> AsyncIterator[Server]:
     app.router.add_post("/slow-body", slow_body)
     app.router.add_post("/huge", huge)
     app.router.add_post("/small-extra", small_extra)
+    app.router.add_post("/gzipped", gzipped)
+    app.router.add_post("/cookie", cookie)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -248,3 +261,63 @@ def test_async_context_manager() -> None:
             assert (await sender.send(server.base + "/ok", BODY, HEADERS)).status_code == 200
 
     asyncio.run(main())
+
+
+def test_identity_encoding_and_no_decompression() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        result = await sender.send(server.base + "/gzipped", BODY, HEADERS)
+        assert result.status_code == 200
+        assert server.headers[0]["Accept-Encoding"] == "identity"
+        # A receiver that compresses anyway: the excerpt is its bytes as sent, not inflated.
+        assert result.response_excerpt is not None and "plain text" not in result.response_excerpt
+
+    run(body)
+
+
+def test_cookies_are_not_kept() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        assert (await sender.send(server.base + "/cookie", BODY, HEADERS)).status_code == 200
+        assert (await sender.send(server.base + "/ok", BODY, HEADERS)).status_code == 200
+        assert "Cookie" not in server.headers[1]
+
+    run(body)
+
+
+def test_environment_proxies_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    async def body(server: Server, sender: WebhookSender) -> None:
+        assert (await sender.send(server.base + "/ok", BODY, HEADERS)).status_code == 200
+
+    run(body)
+
+
+def test_oversized_body_drops_the_connection() -> None:
+    async def body(server: Server, sender: WebhookSender) -> None:
+        assert (await sender.send(server.base + "/huge", BODY, HEADERS)).status_code == 200
+        assert (await sender.send(server.base + "/ok", BODY, HEADERS)).status_code == 200
+        assert server.peers[0] != server.peers[1]  # not drained: a new connection for the next request
+
+    run(body)
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the first loop's session is left open on purpose
+def test_one_session_per_event_loop() -> None:
+    sender = WebhookSender(timeout_s=2)  # made outside any loop, as a long-lived object may be
+
+    async def main(close: bool) -> list[int | None]:
+        async with serve() as server:
+            codes = [(await sender.send(server.base + "/ok", BODY, HEADERS)).status_code for _ in range(2)]
+            if close:
+                await sender.aclose()
+            return codes
+
+    # A loop ends without closing the sender (a thread's asyncio.Runner replaced): the next loop gets its own.
+    assert asyncio.run(main(close=False)) == [200, 200]
+    assert asyncio.run(main(close=True)) == [200, 200]
