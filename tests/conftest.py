@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.services import postgres_database, tansu_broker
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:

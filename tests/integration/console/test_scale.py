@@ -38,9 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from tests.integration.api.test_auth import PASSWORD, make_user
-from tests.integration.console.conftest import close_app
 from tests.integration.console.world import api, tenant_id
 from tests.support.apps import ADMIN_PASSWORD, TenantCtx, build_app, login, new_tenant
+from tests.support.fixtures import close_app
 from tests.support.services import postgres_database
 
 logger = logging.getLogger(__name__)

@@ -6,16 +6,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.apps import ADMIN_PASSWORD, TenantCtx, build_app, login, new_tenant
+from tests.support.apps import ADMIN_PASSWORD, TenantCtx, login, new_tenant
+from tests.support.fixtures import app_on
 from tests.support.receiver import Receiver
-from tests.support.services import postgres_database
 
 # Short clocks so that leases, refreshes and retries happen within a test's patience.
 FAST = {
@@ -29,32 +28,16 @@ FAST = {
 }
 
 
-def _close(application: Flask) -> None:
-    from app.extensions import db
-    from app.services.event_log import close_app_log
-
-    close_app_log(application)
-    with application.app_context():
-        db.engine.dispose()
-
-
 @pytest.fixture(scope="session")
-def pg_app() -> Iterator[Flask]:
+def pg_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """A migrated app on its own PostgreSQL database (SQL event log) for the session."""
-    with postgres_database() as url:
-        application = build_app(url, **FAST)
-        application.config["TEST_DATABASE_URL"] = url
-        yield application
-        _close(application)
+    yield from app_on("postgresql", tmp_path_factory, **FAST)
 
 
 @pytest.fixture(scope="session")
 def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """A migrated app on SQLite (SQL event log) for the session."""
-    path: Path = tmp_path_factory.mktemp("webhooks") / "bus.db"
-    application = build_app(f"sqlite:///{path}", **FAST)
-    yield application
-    _close(application)
+    yield from app_on("sqlite", tmp_path_factory, **FAST)
 
 
 @pytest.fixture(params=["postgresql"])
