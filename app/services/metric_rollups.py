@@ -33,7 +33,7 @@ def _upsert(rows: Sequence[dict[str, Any]], add: bool) -> None:
         return
     dialect = db.engine.dialect.name
     if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"metric roll-ups need PostgreSQL or SQLite, not {dialect}")
+        raise RuntimeError(f"metric roll-ups need PostgreSQL or SQLite, not {dialect}")
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(MetricRollup)
     value = MetricRollup.value + stmt.excluded.value if add else stmt.excluded.value

@@ -43,11 +43,9 @@ def test_chart_moves_within_3_seconds_of_publishing(bus: Bus, login_as: LoginAs,
     assert not page.evaluate(_STREAM_MOVED, [stream, 0])
 
     since = int(time.time()) * 1000 - 1000  # the second being counted when the first event lands
-    started = time.monotonic()
     _publish(bus, stream, 25)
+    # The "within 3 s": the wait fails the test if the chart has not moved by then.
     page.wait_for_function(_STREAM_MOVED, arg=[stream, since], timeout=LIVE_WITHIN_MS, polling=100)
-    elapsed = time.monotonic() - started
-    assert elapsed <= LIVE_WITHIN_MS / 1000, elapsed
 
     datasets = {d["label"]: d for d in page.evaluate(_DATASETS, "events")}
     assert datasets[stream]["total"] == 25  # the chart holds exactly what was published, second by second
