@@ -25,6 +25,7 @@ from app.services import dispatch_leases
 from app.services.dispatch_config import DeliverySettings
 from app.services.dispatch_record import DISABLE, SUCCESS, Item, insert_new, settle
 from app.services.dispatch_send import Courier, SubSpec, body_of, refused
+from app.services.wire_format import decode_records, might_be_wire
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ async def process(spec: SubSpec, records: Sequence[Record], dedup: bool, courier
         if skip:
             logger.info("subscription %s: %d events of this batch were recorded before a restart; not sent again",
                         spec.id, len(skip))
+    if any(might_be_wire(r.event) for r in records):
+        # Records a Confluent serializer wrote into the topic: webhook bodies carry the decoded JSON.
+        records = await run_db(decode_records, spec.tenant_id, records)
     items = select_items(spec, records, skip)
     if items:
         blocked: set[str] = set()

@@ -37,6 +37,7 @@ from app.services.dispatch_record import Item, insert_new, update_existing
 from app.services.dispatch_send import SubSpec, body_of, run_sync, spec_of
 from app.services.event_log import event_log
 from app.services.windows import as_utc, iso, parse_time
+from app.services.wire_format import decode_records
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def _recover(job: ReplayJob, config: DeliverySettings) -> None:
     logger.info("replay job %s: recovering %d events of %s in [%s, %s)", job.id, job.total, spec.stream,
                 iso(since), iso(until))
     for records in _walk(spec, spans, job.done, config.replay_chunk):
+        records = decode_records(spec.tenant_id, records)  # wire-format data (Confluent serializers) as JSON
         items = [Item(r.event.id, r.event.type, r.event.key, r.partition, r.offset, body_of(r.event))
                  for r in records if spec.matches(r.event)]
         db.session.rollback()

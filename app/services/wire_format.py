@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 
 import orjson
 
@@ -41,13 +42,23 @@ def _schema(tenant_id: int, schema_id: int) -> ParsedSchema | None:
     return parsed
 
 
+def might_be_wire(event: Event) -> bool:
+    """A cheap test: could the data be Confluent wire format (magic byte 0, schema id, payload)?"""
+    data = event.data
+    return len(data) >= 5 and data[0] == 0 and not event.is_json
+
+
+def decode_records(tenant_id: int, records: Sequence[Record]) -> list[Record]:
+    """Every record with its data decoded (see ``decode_event_data``); needs the app context."""
+    return [decode_record(tenant_id, r) for r in records]
+
+
 def decode_event_data(tenant_id: int, event: Event) -> Event:
     """The event with wire-format data decoded to JSON, or the event itself when there is nothing to decode."""
-    data = event.data
     # why this test first: it is all that most events (JSON, text) ever cost
-    if len(data) < 5 or data[0] != 0 or event.is_json:
+    if not might_be_wire(event):
         return event
-    framed = decode_wire(data)
+    framed = decode_wire(event.data)
     if framed is None:
         return event
     schema_id, payload = framed
