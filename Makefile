@@ -21,8 +21,11 @@ run: $(STAMP)
 	$(PY) run.py
 
 ## The whole test suite (needs PostgreSQL on 127.0.0.1:5432; starts its own Kafka-protocol broker).
+## The browser tests run in a second pytest process: Playwright's sync API keeps an event loop running
+## in the main thread for as long as its browser lives, which would break asyncio.run in other tests.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/e2e $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app workers tests bench config.py run.py
