@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,3 +400,30 @@ class CpuMeter:
         parts = ", ".join(f"{k} {v / self.wall:.2f}" for k, v in sorted(self.totals.items(), key=lambda kv: -kv[1])
                           if v / self.wall >= 0.01)
         return f"{parts} cores; machine {100 * self.busy_ticks / max(1, self.all_ticks):.0f}% busy"
+
+
+Row = tuple[str, str, str, str, str]  # figure, value, target, ratio, result
+
+
+def say(msg: str) -> None:
+    """Print a line of the report at once (benchmarks report as they go)."""
+    print(msg, flush=True)  # noqa: T201 (a benchmark's output is its report)
+
+
+def print_rows(heading: str, rows: Sequence[Row], cpu: Mapping[str, str]) -> None:
+    """One backend's figures as a fixed-width table, after a heading, then CPU by party per phase."""
+    table = [("figure", "value", "target", "ratio", "result"), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    say(heading)
+    for r in table:
+        say("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for phase, text in cpu.items():
+        say(f"  cpu during {phase}: {text}")
+
+
+def print_markdown(reports: Sequence[tuple[str, Sequence[Row]]]) -> None:
+    """Every backend's rows as one Markdown table (for docs/performance.md)."""
+    say("\n| backend | figure | value | target | ratio | result |\n| --- | --- | --- | --- | --- | --- |")
+    for backend, rows in reports:
+        for r in rows:
+            say(f"| {backend} | " + " | ".join(c.strip() for c in r) + " |")

@@ -88,8 +88,7 @@ class Result:
         return statistics.median(runs) if runs else float("nan")
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
+_say = sup.say
 
 
 def delivered_rate(st: dict[str, int]) -> float:
@@ -292,23 +291,16 @@ def report(res: Result, args: argparse.Namespace) -> list[tuple[str, str, str, s
 
 
 def print_table(res: Result, args: argparse.Namespace) -> None:
-    """A fixed-width table of one backend, then runs and CPU by party."""
-    rows = [("figure", "value", "target", "ratio", "result"), *report(res, args)]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    _say(f"\n== {res.backend}: bus runs {[round(x) for x in res.bus_runs]}, plain {[round(x) for x in res.plain_runs]}"
-         f", naive {[round(x) for x in res.naive_runs]} (median of each); {res.duplicates} duplicate deliveries")
-    for r in rows:
-        _say("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    for phase, text in res.cpu.items():
-        _say(f"  cpu during {phase}: {text}")
+    """A fixed-width table of one backend."""
+    sup.print_rows(f"\n== {res.backend}: bus runs {[round(x) for x in res.bus_runs]}, plain "
+                   f"{[round(x) for x in res.plain_runs]}, naive {[round(x) for x in res.naive_runs]} "
+                   f"(median of each); {res.duplicates} duplicate deliveries",
+                   report(res, args), res.cpu)
 
 
 def print_markdown(results: Sequence[Result], args: argparse.Namespace) -> None:
     """All backends as one Markdown table (for docs/performance.md)."""
-    _say("\n| backend | figure | value | target | ratio | result |\n| --- | --- | --- | --- | --- | --- |")
-    for res in results:
-        for r in report(res, args):
-            _say(f"| {res.backend} | " + " | ".join(c.strip() for c in r) + " |")
+    sup.print_markdown([(res.backend, report(res, args)) for res in results])
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

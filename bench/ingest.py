@@ -317,8 +317,7 @@ def _max_rss_mb(server: sup.WebServer, field_name: str = "VmRSS") -> float:
     return max(sup.proc_status_kb(pid, field_name) for pid in server.worker_pids()) / 1024
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
+_say = sup.say
 
 
 def _raw_shape(args: argparse.Namespace) -> tuple[int, int]:
@@ -471,22 +470,14 @@ def report(res: Result, args: argparse.Namespace) -> list[tuple[str, str, str, s
 
 def print_table(res: Result, args: argparse.Namespace) -> None:
     """A fixed-width table of one backend."""
-    rows = [("figure", "value", "target", "ratio", "result"), *report(res, args)]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    _say(f"\n== {res.backend}: http runs {[round(x) for x in res.http_runs]}, raw runs "
-         f"{[round(x) for x in res.raw_runs]} (median of each)")
-    for r in rows:
-        _say("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    for phase, text in res.cpu.items():
-        _say(f"  cpu during {phase}: {text}")
+    sup.print_rows(f"\n== {res.backend}: http runs {[round(x) for x in res.http_runs]}, raw runs "
+                   f"{[round(x) for x in res.raw_runs]} (median of each)",
+                   report(res, args), res.cpu)
 
 
 def print_markdown(results: Sequence[Result], args: argparse.Namespace) -> None:
     """All backends as one Markdown table (for docs/performance.md)."""
-    _say("\n| backend | figure | value | target | ratio | result |\n| --- | --- | --- | --- | --- | --- |")
-    for res in results:
-        for r in report(res, args):
-            _say(f"| {res.backend} | " + " | ".join(c.strip() for c in r) + " |")
+    sup.print_markdown([(res.backend, report(res, args)) for res in results])
 
 
 def machine() -> str:
