@@ -118,6 +118,28 @@ class Config:
     # Run the subscription consumers (and beat's schedules) inside the web process: the embedded default.
     EMBEDDED_WORKERS = _bool("EMBEDDED_WORKERS", False)
 
+    # GraphQL at /graphql (docs/graphql.md): limits every operation is checked against before it runs.
+    GRAPHQL_MAX_DEPTH = _int("GRAPHQL_MAX_DEPTH", 10)
+    GRAPHQL_MAX_COST = _int("GRAPHQL_MAX_COST", 10_000)  # objects an operation may return (limits multiplied)
+    GRAPHQL_MAX_ALIASES = _int("GRAPHQL_MAX_ALIASES", 30)
+    GRAPHQL_MAX_TOKENS = _int("GRAPHQL_MAX_TOKENS", 5_000)
+    GRAPHQL_IDE = _bool("GRAPHQL_IDE", True)  # GraphiQL on GET /graphql from a browser
+    GRAPHQL_WS_INIT_TIMEOUT_S = float(os.environ.get("GRAPHQL_WS_INIT_TIMEOUT_S", "10"))
+    GRAPHQL_WS_MAX_OPERATIONS = _int("GRAPHQL_WS_MAX_OPERATIONS", 20)  # per WebSocket connection
+
+    # Alerts (docs/alerts.md): evaluation every ALERT_EVAL_INTERVAL_S by beat; worker/beat heartbeats;
+    # e-mail notifications through SMTP (no SMTP_HOST: e-mail targets are refused).
+    ALERT_EVAL_INTERVAL_S = float(os.environ.get("ALERT_EVAL_INTERVAL_S", "30"))
+    ALERT_HEARTBEAT_S = float(os.environ.get("ALERT_HEARTBEAT_S", "10"))
+    ALERT_STREAM = os.environ.get("ALERT_STREAM", "bus.alerts")  # per tenant, created on demand
+    SMTP_HOST = os.environ.get("SMTP_HOST")
+    SMTP_PORT = _int("SMTP_PORT", 25)
+    SMTP_USER = os.environ.get("SMTP_USER")
+    SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD")
+    SMTP_STARTTLS = _bool("SMTP_STARTTLS", False)
+    SMTP_TIMEOUT_S = float(os.environ.get("SMTP_TIMEOUT_S", "15"))
+    ALERT_EMAIL_FROM = os.environ.get("ALERT_EMAIL_FROM", "apg-bus@localhost")
+
 
 class DevelopmentConfig(Config):
     """`make run`: embedded, everything in one process."""

@@ -71,6 +71,10 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
     init_live_metrics(app)  # the console's live counters; their thread starts with the first count
     init_sockets(app)  # Socket.IO /metrics, with REDIS_URL as its message queue across processes
 
+    from app.graphql import init_graphql
+
+    init_graphql(app)  # /graphql: HTTP through Flask, its WebSocket upgrade through a WSGI middleware
+
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:
         db.session.remove()
@@ -81,6 +85,7 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
 def _register(appbuilder: Any) -> None:
     """Register every REST API and console view."""
     from app.api.admin import ApiKeysApi, TenantsApi, UsersApi
+    from app.api.alerts import AlertRulesApi, AlertsApi
     from app.api.dead_letters import DeadLettersApi, ReplayJobsApi
     from app.api.events import EventsApi
     from app.api.groups import GroupsApi
@@ -88,6 +93,7 @@ def _register(appbuilder: Any) -> None:
     from app.api.streams import StreamsApi
     from app.api.subscriptions import SubscriptionsApi
     from app.registry_api import register_registry_api
+    from app.views.alerts import AlertsView
     from app.views.api_keys import ApiKeysView
     from app.views.audit import AuditView
     from app.views.dashboard import DashboardView
@@ -100,7 +106,7 @@ def _register(appbuilder: Any) -> None:
     from app.views.tenant_switch import TenantSwitchView
 
     for api in (OpsApi, StreamsApi, EventsApi, GroupsApi, ApiKeysApi, TenantsApi, UsersApi, SubscriptionsApi,
-                DeadLettersApi, ReplayJobsApi):
+                DeadLettersApi, ReplayJobsApi, AlertRulesApi, AlertsApi):
         appbuilder.add_api(api)
     appbuilder.add_view(DashboardView, "Dashboard", icon="fa-chart-line", category="Bus")
     appbuilder.add_view(StreamsView, "Streams", icon="fa-stream", category="Bus")
@@ -109,6 +115,7 @@ def _register(appbuilder: Any) -> None:
     appbuilder.add_view(SubscriptionsView, "Subscriptions", icon="fa-paper-plane", category="Bus")
     appbuilder.add_view(DeadLettersView, "Dead letters", icon="fa-skull", category="Bus")
     appbuilder.add_view(ReplayJobsView, "Replay jobs", icon="fa-redo", category="Bus")
+    appbuilder.add_view(AlertsView, "Alerts", icon="fa-bell", category="Bus")
     appbuilder.add_view(AuditView, "Audit log", icon="fa-list", category="Bus")
     appbuilder.add_view(ApiKeysView, "API keys", icon="fa-key", category="Bus")
     appbuilder.add_view(SchemasView, "Schemas", icon="fa-file-code", category="Bus")

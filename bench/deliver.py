@@ -266,7 +266,8 @@ def report(res: Result, args: argparse.Namespace) -> list[tuple[str, str, str, s
     bus, plain, naive = (res.median(r) for r in (res.bus_runs, res.plain_runs, res.naive_runs))
     to_plain, to_naive = bus / plain, bus / naive
     rows = [
-        (f"bus ({args.bus_workers} worker process): publish-to-delivered (delivered/s)", f"{bus:,.0f}",
+        (f"bus ({args.bus_workers} worker process{'es' if args.bus_workers > 1 else ''}, {args.partitions} "
+         f"partitions): publish-to-delivered (delivered/s)", f"{bus:,.0f}",
          ">= 70% of (a)", f"{to_plain:.2f}", _verdict(to_plain, 0.7, "", lower_is_better=False)),
         ("bus vs (b) naive", f"{to_naive:.1f}x", ">= 10x", f"{to_naive:.1f}",
          _verdict(to_naive, 10.0, "x", lower_is_better=False)),
@@ -321,7 +322,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--naive-threads", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     ap.add_argument("--server-threads", type=int, default=8, help="gunicorn threads per worker")
-    ap.add_argument("--bus-workers", type=int, default=1, help="`celery worker` processes (a dispatcher each)")
+    ap.add_argument("--bus-workers", type=int, default=1,
+                    help="`celery worker` processes (a dispatcher each; they share the partitions by lease)")
+    ap.add_argument("--partitions", type=int, default=sup.PARTITIONS,
+                    help="partitions of the bench stream (a multiple of --bus-workers spreads them evenly)")
     ap.add_argument("--worker-concurrency", type=int, default=2, help="the bus worker's task pool")
     ap.add_argument("--worker-log-level", default="WARNING", help="DEBUG logs the dispatcher's batch timings")
     ap.add_argument("--log-dir", type=Path, help="keep the processes' logs here")
@@ -343,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ingest import machine
 
     args = parse_args(argv)
+    sup.PARTITIONS = args.partitions  # read by sup.provision when it creates the stream
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     _say(f"machine: {machine()}")

@@ -18,7 +18,7 @@ from app.services.dispatch_config import setting
 logger = logging.getLogger(__name__)
 
 TASK_MODULES = ("workers.tasks.deliveries", "workers.tasks.replay", "workers.tasks.maintenance",
-                "workers.tasks.metrics")
+                "workers.tasks.metrics", "workers.tasks.alerts")
 MEMORY_BROKER = "memory://"
 
 
@@ -51,6 +51,8 @@ def beat_schedule(config: Any) -> dict[str, dict[str, Any]]:
         "maintenance.retention": every(60.0, "maintenance.retention"),
         # Gauges (lag, dead letters) sampled into the minute roll-ups; counters are flushed by each process.
         "metrics.rollup": every(60.0, "metrics.rollup"),
+        # Alert rules (pending -> firing -> resolved); concurrent runs are safe (conditional updates).
+        "alerts.evaluate": every(setting(config, "ALERT_EVAL_INTERVAL_S", 30.0, float), "alerts.evaluate"),
     }
 
 
@@ -87,5 +89,7 @@ def init_celery(flask_app: Flask) -> None:
     celery.flask_app = flask_app  # type: ignore[attr-defined]
     flask_app.extensions["celery"] = celery
     from workers.consumer import install
+    from workers.heartbeat import install as install_heartbeat
 
     install(celery)
+    install_heartbeat(celery)  # worker and beat heartbeats, read by worker_silent alert rules

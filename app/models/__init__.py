@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per domain. They share Flask-AppBuilder's declarative base."""
 from __future__ import annotations
 
+from app.models.alert import Alert, AlertRule, ProcessHeartbeat
 from app.models.api_key import ApiKey
 from app.models.audit import AuditRecord
 from app.models.delivery import Delivery, DeliveryAttempt
@@ -12,5 +13,6 @@ from app.models.stream import Stream
 from app.models.subscription import Subscription
 from app.models.tenant import Tenant, user_tenants
 
-__all__ = ["ApiKey", "AuditRecord", "ConsumerLease", "Delivery", "DeliveryAttempt", "IdempotencyRecord",
-           "MetricRollup", "ReplayJob", "Stream", "Subscription", "Tenant", "user_tenants"]
+__all__ = ["Alert", "AlertRule", "ApiKey", "AuditRecord", "ConsumerLease", "Delivery", "DeliveryAttempt",
+           "IdempotencyRecord", "MetricRollup", "ProcessHeartbeat", "ReplayJob", "Stream", "Subscription", "Tenant",
+           "user_tenants"]

@@ -3,8 +3,10 @@
 One asyncio loop in one thread per process (a Celery worker bootstep, or the embedded runner). Every
 ``refresh_s`` it re-reads the active subscriptions and syncs its partition leases
 (``dispatch_leases``); each subscription it holds partitions of gets a runner that loops
-fetch -> deliver -> record -> commit (``dispatch_batch``). Blocking work (database, log) runs on a
-thread pool inside the Flask app context; HTTP runs on the loop with pooled keep-alive connections.
+fetch -> deliver -> record -> commit (``dispatch_batch``), pipelined: batch N+1 is read on from where
+batch N ended and sent while batch N is recorded, and offsets are committed in order. Blocking work
+(database, log) runs on a thread pool inside the Flask app context; HTTP runs on the loop with pooled
+keep-alive connections.
 """
 from __future__ import annotations
 
@@ -23,20 +25,26 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from app.bus.envelope import Record
 from app.bus.log import StreamNotFound
 from app.extensions import db
 from app.models import Stream, Subscription
 from app.models.subscription import STATUS_ACTIVE
 from app.services import dispatch_leases
-from app.services.dispatch_batch import process
+from app.services.dispatch_batch import deliver, record
 from app.services.dispatch_config import DeliverySettings, settings
+from app.services.dispatch_record import DISABLE, Item
 from app.services.dispatch_send import Courier, SubSpec, spec_of
+from app.services.dispatch_wake import Wakeups
 from app.services.event_log import open_app_log
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _BACKOFF_MAX_S = 10.0
+# Reads that should not wait still pass a wait above 0: that is what makes the Kafka log return soon after
+# data arrives rather than at the end of every partition (kafka_reader.drain); the SQL log polls once more.
+_SHORT_WAIT_S = 0.002
 
 
 def new_owner() -> str:
@@ -79,6 +87,12 @@ class Runner:
         self.stopping = False
         self.task: asyncio.Task[None] | None = None
 
+    def stop(self) -> None:
+        """Stop after the batch in progress; an idle wait for a wake-up ends now."""
+        self.stopping = True
+        if self.d.wakeups is not None:
+            self.d.wakeups.event(self.spec.stream).set()
+
     @property
     def busy(self) -> set[int]:
         """Partitions whose leases must be kept for now."""
@@ -96,7 +110,7 @@ class Runner:
                 continue
             self.inflight = set(parts)
             try:
-                await self._one_batch(parts)
+                await self._pipeline(parts)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -108,28 +122,126 @@ class Runner:
             finally:
                 self.inflight = set()
 
-    async def _one_batch(self, parts: list[int]) -> None:
-        spec, cfg = self.spec, self.d.config
-        log = self.d.log
-        started = time.perf_counter()
+    def _keep_going(self, parts: list[int]) -> bool:
+        """True while the pipeline may fetch another batch of ``parts``."""
+        return (not self.stopping and sorted(self.partitions) == parts
+                and time.monotonic() <= self.d.leases_valid_until)
+
+    async def _pipeline(self, parts: list[int]) -> None:
+        """Fetch, send, record and commit batches of ``parts``, sending batch N+1 while batch N is recorded.
+
+        Returns when the log is drained (an idle long poll), the partitions changed, or on stopping; always
+        after the last batch sent is recorded and committed. Offsets are committed in batch order, each only
+        once its batch is recorded, so at-least-once holds: a failure anywhere re-reads from the committed
+        offsets, and only batches sent but not recorded are sent again.
+        """
+        spec, cfg, log = self.spec, self.d.config, self.d.log
+        positions: dict[int, int] = {}  # next offsets after the batches fetched (read on from here while recording)
+        recording: asyncio.Task[bool] | None = None  # batch N: recording, then committing its offsets
+        unrecorded: list[Item] = []  # batch N's items
+        pause = False
         try:
-            records = await self.d.blocking(log.fetch, spec.group, spec.stream, batch_size(spec, cfg),
-                                            cfg.fetch_wait_s, parts)
-        except StreamNotFound:
-            logger.warning("subscription %s: stream %s is gone from the log", spec.id, spec.stream)
+            while self._keep_going(parts):
+                if any(i.kind == DISABLE for i in unrecorded):
+                    pause = True  # a 410 is disabling the subscription: send nothing until a refresh retires us
+                    break
+                if recording is not None and len(positions) < len(parts):
+                    # Where a partition not read yet starts is the group's offset: wait for batch N, then fetch.
+                    lost, recording, unrecorded = await recording, None, []
+                    if lost:
+                        break
+                started = time.perf_counter()
+                try:
+                    if recording is None:  # everything committed: read from the group's offsets
+                        records = await self._fetch(parts)
+                    else:  # batch N is being recorded: read on from where it ended
+                        records = await self.d.blocking(read_from, log, spec.stream, positions,
+                                                        batch_size(spec, cfg))
+                except StreamNotFound:
+                    logger.warning("subscription %s: stream %s is gone from the log", spec.id, spec.stream)
+                    pause = True
+                    break
+                if not records:
+                    if recording is None:
+                        break  # idle: back to the loop, which re-checks the leases
+                    lost, recording, unrecorded = await recording, None, []
+                    if lost:
+                        break
+                    continue
+                fetched = time.perf_counter()
+                for r in records:
+                    positions[r.partition] = max(positions.get(r.partition, 0), r.offset + 1)
+                dedup = bool(self.fresh & {r.partition for r in records})
+                items = await deliver(spec, records, dedup, self.d.courier, cfg, self.d.db, unrecorded)
+                sent = time.perf_counter()
+                lost = False
+                if recording is not None:
+                    lost, recording = await recording, None  # batch N is committed before batch N+1 may be
+                recording, unrecorded = asyncio.create_task(self._record(records, items)), items
+                logger.debug("subscription %s: %d events: fetch %.3fs, deliver %.3fs, previous record %.3fs",
+                             spec.id, len(records), fetched - started, sent - fetched, time.perf_counter() - sent)
+                if lost:
+                    break  # partitions taken over: this batch is recorded (not committed for those), then we stop
+        except BaseException:
+            if recording is not None:
+                # Sent already: record it even when leaving on an error, to spare duplicates after the restart.
+                try:
+                    await recording
+                except Exception:  # noqa: BLE001 - the error being raised is the one to report
+                    logger.exception("subscription %s: recording a sent batch failed", spec.id)
+            raise
+        if recording is not None:
+            await recording
+        if pause:
             await asyncio.sleep(cfg.refresh_s)
-            return
+
+    async def _fetch(self, parts: list[int]) -> list[Record]:
+        """Read from the group's offsets: wait for a wake-up (or the idle poll) when there is nothing yet.
+
+        Without wake-ups (no Redis) the log's own long poll waits instead, on the I/O pool.
+        """
+        spec, cfg, log = self.spec, self.d.config, self.d.log
+        wakeups = self.d.wakeups
+        if wakeups is None:
+            return await self.d.blocking(log.fetch, spec.group, spec.stream, batch_size(spec, cfg),
+                                         cfg.fetch_wait_s, parts)
+        woken = wakeups.event(spec.stream)
+        woken.clear()  # before the read: an append announced during it wakes the wait below
+        records = await self.d.blocking(log.fetch, spec.group, spec.stream, batch_size(spec, cfg), _SHORT_WAIT_S,
+                                        parts)
         if not records:
-            return
-        fetched = time.perf_counter()
-        dedup = bool(self.fresh & {r.partition for r in records})
-        offsets = await process(spec, records, dedup, self.d.courier, cfg, self.d.owner, self.d.db)
-        processed = time.perf_counter()
+            try:
+                await asyncio.wait_for(woken.wait(), cfg.idle_poll_s)
+            except TimeoutError:
+                pass
+        return records
+
+    async def _record(self, records: list[Record], items: list[Item]) -> bool:
+        """Record a sent batch and commit its offsets; True when a partition's lease was lost meanwhile."""
+        spec, log = self.spec, self.d.log
+        offsets = await record(spec, records, items, self.d.config, self.d.owner, self.d.db)
         if offsets:
             await self.d.blocking(log.commit, spec.group, spec.stream, offsets)
-        self.fresh -= {r.partition for r in records}
-        logger.debug("subscription %s: %d events: fetch %.3fs, deliver+record %.3fs, commit %.3fs", spec.id,
-                     len(records), fetched - started, processed - fetched, time.perf_counter() - processed)
+        partitions = {r.partition for r in records}
+        self.fresh -= partitions
+        return bool(partitions - set(offsets))
+
+
+def read_from(log: Any, stream: str, positions: dict[int, int], limit: int) -> list[Record]:
+    """Up to ``limit`` records from ``positions`` ({partition: next offset}) on, shared fairly; not the group's.
+
+    The pipeline reads ahead of the committed offsets. The Kafka log reads every partition with one consumer
+    (``drain``; a short wait returns soon after data arrives); the SQL log one query per partition.
+    """
+    share = -(-limit // max(1, len(positions)))
+    drain = getattr(log, "drain", None)
+    if drain is not None:
+        got = drain(stream, dict(positions), limit, _SHORT_WAIT_S, share)
+        return [r for p in sorted(got) for r in got[p]]
+    out: list[Record] = []
+    for partition, offset in sorted(positions.items()):
+        out.extend(log.read(stream, partition, from_offset=offset, limit=share))
+    return out
 
 
 class Dispatcher:
@@ -143,6 +255,7 @@ class Dispatcher:
         self.runners: dict[str, Runner] = {}
         self.leases_valid_until = 0.0  # time.monotonic() until which our leases are surely ours
         self.courier = Courier(self.config)
+        self.wakeups: Wakeups | None = None  # started in the dispatcher's loop
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -173,6 +286,10 @@ class Dispatcher:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        try:
+            self.wakeups = Wakeups.start(self.app.config, self._loop)
+        except Exception:  # noqa: BLE001 - no wake-ups: runners poll the log, as they would without Redis
+            logger.exception("dispatcher %s: no wake-ups on publish", self.owner)
         self._ready.set()
         try:
             while not self._stop.is_set():
@@ -189,7 +306,7 @@ class Dispatcher:
 
     async def _shutdown(self) -> None:
         for runner in self.runners.values():
-            runner.stopping = True
+            runner.stop()
         tasks = [r.task for r in self.runners.values() if r.task is not None]
         if tasks:
             # A runner stops between batches: what it sent is recorded and committed before it returns.
@@ -201,6 +318,8 @@ class Dispatcher:
         except Exception:  # noqa: BLE001 - the leases expire on their own
             logger.exception("dispatcher %s: could not release its leases", self.owner)
         await self.courier.aclose()
+        if self.wakeups is not None:
+            self.wakeups.stop()
 
     # -- helpers --------------------------------------------------------------------------------
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -246,7 +365,7 @@ class Dispatcher:
     async def _retire(self, sub_id: str) -> None:
         """Stop the runner of a subscription that is no longer active; drop its leases."""
         runner = self.runners.pop(sub_id)
-        runner.stopping = True
+        runner.stop()
         if runner.task is not None:
             await asyncio.wait([runner.task], timeout=self.config.timeout_s + 10)
         await self.db(dispatch_leases.release, self.owner, sub_id)

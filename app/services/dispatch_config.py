@@ -42,6 +42,8 @@ class DeliverySettings:
     refresh_s: float
     batch_size: int
     fetch_wait_s: float
+    # An idle runner with wake-ups on publish (Redis) re-reads the log at least this often anyway.
+    idle_poll_s: float
     retry_batch: int
     retry_budget_s: float
     replay_chunk: int
@@ -64,6 +66,7 @@ def settings(config: Mapping[str, Any]) -> DeliverySettings:
         refresh_s=setting(config, "WEBHOOK_REFRESH_S", min(2.0, ttl / 3), float),
         batch_size=setting(config, "WEBHOOK_BATCH_SIZE", 500, int),
         fetch_wait_s=setting(config, "WEBHOOK_FETCH_WAIT_S", 1.0, float),
+        idle_poll_s=setting(config, "WEBHOOK_IDLE_POLL_S", 0.1, float),
         retry_batch=setting(config, "WEBHOOK_RETRY_BATCH", 200, int),
         retry_budget_s=setting(config, "WEBHOOK_RETRY_BUDGET_S", 20.0, float),
         replay_chunk=setting(config, "WEBHOOK_REPLAY_CHUNK", 50, int),

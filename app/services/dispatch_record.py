@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from app.bus.delivery import AttemptResult, classify, next_delay
 from app.extensions import db
@@ -20,12 +20,15 @@ from app.models.delivery import DEAD, DISCARDED, ORIGIN_LIVE, RETRYING, SUCCEEDE
 from app.models.subscription import STATUS_ACTIVE, STATUS_DISABLED
 from app.services import audit, metrics
 from app.services.dispatch_config import DeliverySettings
+from app.services.dispatch_copy import bulk_insert
 from app.services.dispatch_send import SubSpec
 
 logger = logging.getLogger(__name__)
 
 # Outcome kinds of retry.classify, plus "held": never attempted in this round (ordering, 410).
 SUCCESS, RETRY, DISABLE = "success", "retry", "disable"
+
+_DELIVERIES, _ATTEMPTS = Delivery.__table__, DeliveryAttempt.__table__
 
 
 @dataclass(slots=True)
@@ -95,11 +98,10 @@ def insert_new(spec: SubSpec, items: Sequence[Item], origin: str = ORIGIN_LIVE) 
         "last_error": i.result.error if i.result else None, "body": _kept_body(i),
         "created_at": now, "updated_at": now,
     } for i in items if i.status is not None]
-    if rows:
-        db.session.execute(insert(Delivery), rows)
-    attempts = _attempt_rows(items)
-    if attempts:
-        db.session.execute(insert(DeliveryAttempt), attempts)
+    # Straight into the tables (COPY on PostgreSQL), not through the ORM's bulk path: that cost more CPU per
+    # row than the HTTP request of the delivery.
+    bulk_insert(_DELIVERIES, rows)
+    bulk_insert(_ATTEMPTS, _attempt_rows(items))
     after_attempts(spec, items)
 
 
@@ -121,16 +123,14 @@ def update_existing(spec: SubSpec, items: Sequence[Item], origin: str | None = N
         if only_status is not None:
             stmt = stmt.where(Delivery.status == only_status)
         changed += db.session.execute(stmt.values(**values).execution_options(synchronize_session=False)).rowcount
-    attempts = _attempt_rows(items)
-    if attempts:
-        db.session.execute(insert(DeliveryAttempt), attempts)
+    bulk_insert(_ATTEMPTS, _attempt_rows(items))
     after_attempts(spec, items)
     return changed
 
 
 def after_attempts(spec: SubSpec, items: Sequence[Item]) -> None:
     """Subscription health after a round of attempts: success clock, failing-since clock, 410 disables."""
-    metrics.delivered(spec.stream, items)  # Prometheus and the console's live charts
+    metrics.delivered(spec.stream, items, spec.id)  # Prometheus and the console's live charts
     kinds = {i.kind for i in items if i.result is not None}
     now = utcnow()
     if SUCCESS in kinds:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from app.services.webhook_secrets import live_secrets
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# How long the SSRF verdict on a URL (its DNS answer) is reused: under the sender's DNS cache TTL (10 s).
+URL_CHECK_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Courier:
         self.settings = settings
         self._sender: WebhookSender | None = None
         self._limits: dict[str, tuple[SubSpec, asyncio.Semaphore, TokenBucket | None]] = {}
+        self._url_checks: dict[str, tuple[float, str | None]] = {}  # url -> (valid until, refusal or None)
 
     @property
     def sender(self) -> WebhookSender:
@@ -133,13 +137,25 @@ class Courier:
         return held[1], held[2]
 
     async def url_refusal(self, spec: SubSpec) -> str | None:
-        """Why the subscription's URL must not be contacted now (DNS may have changed since creation), or None."""
+        """Why the subscription's URL must not be contacted now (DNS may have changed since creation), or None.
+
+        The verdict is kept per URL for ``URL_CHECK_TTL_S``: a batch of ten events should not cost a DNS
+        lookup. That is within the sender's own DNS cache (10 s), so it widens no window a rebinding has.
+        """
+        now = time.monotonic()
+        cached = self._url_checks.get(spec.url)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        refusal: str | None = None
         try:
             await check_url_async(spec.url, self.settings.allow_private)
         except UnsafeUrl as exc:
             logger.warning("subscription %s: URL refused at delivery time: %s", spec.id, exc)
-            return str(exc)
-        return None
+            refusal = str(exc)
+        if len(self._url_checks) > 10_000:
+            self._url_checks.clear()  # bounded: a cache, not a registry
+        self._url_checks[spec.url] = (now + URL_CHECK_TTL_S, refusal)
+        return refusal
 
     async def send(self, spec: SubSpec, event_id: str, body: bytes,
                    cancelled: Callable[[], bool] | None = None) -> AttemptResult | None:

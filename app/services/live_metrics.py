@@ -22,6 +22,13 @@ logger = logging.getLogger(__name__)
 EVENTS_IN, DELIVERIES_OK, DELIVERIES_FAILED, DEAD_LETTERED = (
     "events_in", "deliveries_ok", "deliveries_failed", "dead_lettered")
 RATES = (EVENTS_IN, DELIVERIES_OK, DELIVERIES_FAILED, DEAD_LETTERED)
+# Per subscription (subject: its id), for the subscription page's success-rate and latency charts: attempts
+# that succeeded, that failed, and the sum of their durations (ms; the average is the sum over the attempts).
+SUB_OK, SUB_FAILED, SUB_LATENCY_MS = "sub_ok", "sub_failed", "sub_latency_ms"
+SUBSCRIPTION_FIGURES = (SUB_OK, SUB_FAILED, SUB_LATENCY_MS)
+# They are also added up by the hour (row at the hour's first minute, metric name + HOURLY): a week's chart
+# then reads 168 rows a figure instead of 10,080.
+HOURLY = ":hour"
 _EXT = "live_metrics"
 PUSH_EVERY_S = 0.5  # shared store: twice a second keeps the dashboard within ~1.5 s of the truth
 

@@ -45,12 +45,15 @@ def fetched(tenant: str, stream: str, count: int) -> None:
         EVENTS_FETCHED.labels(tenant, stream).inc(count)
 
 
-def delivered(log_stream: str, items: Iterable[Any]) -> None:
-    """Count a round of delivery attempts on ``<tenant>.<stream>`` (items settled by ``dispatch_record.settle``)."""
+def delivered(log_stream: str, items: Iterable[Any], subscription: str | None = None) -> None:
+    """Count a round of delivery attempts on ``<tenant>.<stream>`` (items settled by ``dispatch_record.settle``),
+    and per ``subscription`` (its id) when given: the console's success-rate and latency charts."""
     ok = failed = dead = 0
+    duration_ms = 0.0
     for item in items:
         if item.result is None:
             continue  # held back this round (ordering): not an attempt
+        duration_ms += item.result.duration_ms
         if item.status == SUCCEEDED:
             ok += 1
         else:
@@ -62,6 +65,10 @@ def delivered(log_stream: str, items: Iterable[Any]) -> None:
         if n:
             DELIVERIES.labels(tenant, stream, outcome).inc(n)
             live_metrics.count(tenant, metric, stream, n)
+    if subscription is not None and ok + failed:
+        for metric, n in ((live_metrics.SUB_OK, ok), (live_metrics.SUB_FAILED, failed),
+                          (live_metrics.SUB_LATENCY_MS, duration_ms)):
+            live_metrics.count(tenant, metric, subscription, n)
     if dead:
         DEAD_LETTERED.labels(tenant, stream).inc(dead)
         live_metrics.count(tenant, live_metrics.DEAD_LETTERED, stream, dead)

@@ -14,7 +14,7 @@ from flask import current_app
 
 from app.bus.envelope import EnvelopeError, Event, event_from_json
 from app.security import Principal
-from app.services import idempotency, metrics, schema_validation
+from app.services import idempotency, live_feed, metrics, schema_validation
 from app.services.errors import Invalid, TooLarge
 from app.services.event_log import event_log
 from app.services.log_errors import log_errors
@@ -36,6 +36,7 @@ def publish_events(principal: Principal, stream_name: str, body: Any,
     def append() -> tuple[int, dict[str, Any]]:
         with log_errors(stream_name):
             positions = event_log().append(log_name, events)
+        live_feed.published(log_name)  # wakes live tails here and (via Redis, off this thread) elsewhere
         metrics.published(principal.tenant_slug, stream_name, len(events))
         results = [{"id": e.id, "partition": p.partition, "offset": p.offset}
                    for e, p in zip(events, positions, strict=True)]

@@ -1,4 +1,4 @@
-"""Socket.IO namespaces (``/metrics``), served by the web process next to the console and the API."""
+"""Socket.IO namespaces (``/metrics``, ``/live``), served by the web process next to the console and the API."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +11,7 @@ logger = logging.getLogger(__name__)
 def init_sockets(app: Flask) -> None:
     """Bind Socket.IO to ``app`` (threading mode; Redis as message queue when set) and register the namespaces."""
     from app.extensions import socketio
+    from app.sockets.live import LiveNamespace
     from app.sockets.metrics import MetricsNamespace
 
     queue = app.config.get("REDIS_URL") or None
@@ -19,3 +20,4 @@ def init_sockets(app: Flask) -> None:
     # Same-origin only (the default): a page of another site cannot ride the console's session cookie.
     socketio.init_app(app, async_mode="threading", message_queue=queue, logger=False, engineio_logger=False)
     socketio.on_namespace(MetricsNamespace("/metrics", app))
+    socketio.on_namespace(LiveNamespace("/live", app))

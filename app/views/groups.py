@@ -8,9 +8,10 @@ from flask import flash, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from werkzeug.wrappers import Response
 
+from app.api.http import json_response
 from app.bus.envelope import ms_to_rfc3339
 from app.security import MANAGE, READ, Principal
-from app.services import console_queries, event_browser, groups
+from app.services import console_charts, console_queries, event_browser, groups
 from app.services.errors import Invalid, ServiceError
 from app.services.pagination import parse_limit
 from app.services.streams import get_stream
@@ -55,7 +56,8 @@ class GroupsView(BaseView):
 
     route_base = "/console/groups"
     default_view = "list"
-    method_permission_name = {"list": "list", "detail": "show", "preview": "edit", "reset": "edit"}
+    method_permission_name = {"list": "list", "detail": "show", "history": "show", "preview": "edit",
+                              "reset": "edit"}
 
     @expose("/")
     @has_access
@@ -75,15 +77,28 @@ class GroupsView(BaseView):
     @expose("/<stream>/<group>")
     @has_access
     def detail(self, stream: str, group: str) -> str:
-        """One group: committed offset, end and lag per partition, and the reset form."""
+        """One group: committed offset, end and lag per partition, its lag history chart, and the reset form."""
         principal = acting(READ)
         try:
-            lag = groups.group_lag(principal, stream, group)
+            history = console_charts.group_lag_history(principal, stream, group)
             partitions = get_stream(principal, stream).partitions
         except ServiceError as exc:
             refuse(exc)
-        return self.render_template("bus/group_detail.html", tenant=principal.tenant_slug, grp=lag,
-                                    partitions=partitions, modes=RESET_MODES, **capabilities(principal))
+        return self.render_template("bus/group_detail.html", tenant=principal.tenant_slug, grp=history["current"],
+                                    history=history, ranges=list(console_charts.RANGES), partitions=partitions,
+                                    modes=RESET_MODES, **capabilities(principal))
+
+    @expose("/<stream>/<group>/history")
+    @has_access
+    def history(self, stream: str, group: str) -> Response:
+        """The group's lag history and current lag per partition as JSON (the page's chart polls it)."""
+        principal = acting(READ)
+        try:
+            body = console_charts.group_lag_history(principal, stream, group,
+                                                    console_charts.parse_range(request.args.get("range")))
+        except ServiceError as exc:
+            refuse(exc)
+        return json_response(body)
 
     @expose("/<stream>/<group>/reset/preview", methods=["POST"])
     @has_access

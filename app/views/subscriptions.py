@@ -13,8 +13,9 @@ from flask import flash, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from werkzeug.wrappers import Response
 
+from app.api.http import json_response
 from app.security import MANAGE, READ, Principal
-from app.services import console_queries, subscription_ops, subscriptions, webhook_probe
+from app.services import console_charts, console_queries, subscription_ops, subscriptions, webhook_probe
 from app.services.errors import ServiceError
 from app.services.pagination import parse_limit
 from app.views.console_actions import (
@@ -56,9 +57,9 @@ class SubscriptionsView(BaseView):
 
     route_base = "/console/subscriptions"
     default_view = "list"
-    method_permission_name = {"list": "list", "detail": "show", "create": "add", "edit": "edit", "pause": "edit",
-                              "resume": "edit", "rotate": "edit", "test_event": "edit", "recover": "edit",
-                              "delete": "delete"}
+    method_permission_name = {"list": "list", "detail": "show", "history": "show", "create": "add", "edit": "edit",
+                              "pause": "edit", "resume": "edit", "rotate": "edit", "test_event": "edit",
+                              "recover": "edit", "delete": "delete"}
 
     @expose("/")
     @has_access
@@ -88,9 +89,11 @@ class SubscriptionsView(BaseView):
             deliveries, nxt = subscription_ops.list_deliveries(
                 principal, sub.id, parse_limit(args.get("limit"), DELIVERIES_PAGE), args.get("cursor"),
                 args.get("status") or None)
+            history = console_charts.subscription_history(principal, sub.id)
         except ServiceError as exc:
             refuse(exc)
         return self.render_template("bus/subscription_detail.html", tenant=principal.tenant_slug,
+                                    history=history, ranges=list(console_charts.RANGES),
                                     s=subscriptions.subscription_to_json(sub), secret=secret, test=test,
                                     deliveries=deliveries, next_cursor=nxt, status=args.get("status") or "",
                                     delivery_states=subscription_ops.DELIVERY_STATES,
@@ -102,6 +105,18 @@ class SubscriptionsView(BaseView):
     def detail(self, sub_id: str) -> str:
         """One subscription: settings, actions, and its delivery log (newest first, every attempt)."""
         return self._detail(acting(READ), sub_id)
+
+    @expose("/<sub_id>/history")
+    @has_access
+    def history(self, sub_id: str) -> Response:
+        """Attempts, success rate and average latency over a range as JSON (the page's charts poll it)."""
+        principal = acting(READ)
+        try:
+            body = console_charts.subscription_history(principal, sub_id,
+                                                       console_charts.parse_range(request.args.get("range")))
+        except ServiceError as exc:
+            refuse(exc)
+        return json_response(body)
 
     @expose("/create", methods=["POST"])
     @has_access

@@ -248,6 +248,8 @@
         var s = c.series[ds.busKey];
         s.fold(state.until);
         ds.data = s.points();
+        // A line of one or two points (a group sampled for the first time) would not show without its dots.
+        ds.pointRadius = ds.data.length < 3 ? 3 : 0;
         if (ds.data.length) { earliest = Math.min(earliest, ds.data[0].x); }
       });
     });

@@ -15,6 +15,8 @@ from app.bus.log.base import InvalidOffset, LogError, StreamNotFound
 logger = logging.getLogger(__name__)
 
 _POLL_SLICE_S = 0.1
+# A long poll returns this long after its first record at the latest (what is buffered by then comes along).
+LINGER_S = 0.01
 
 
 class ReaderPool:
@@ -120,7 +122,10 @@ def drain(
     The end is where the broker sends a partition-EOF event, not the high watermark from
     ListOffsets: tansu's ListOffsets can trail the real end by the last batch (DESIGN.md), while
     the EOF follows the fetch responses. With ``wait_s`` > 0 and nothing read, keep waiting that
-    long for new records (long poll). ``timeout_s`` bounds the whole read if EOFs never come.
+    long for new records (long poll); and once something was read, return within ``LINGER_S`` even
+    if a partition has not reported its end: under a steady trickle each new record postpones its
+    partition's EOF, and a long poll (a consumer's fetch) must return soon after data arrives, as
+    Kafka's own fetch does. ``timeout_s`` bounds the whole read if EOFs never come.
     """
     out: dict[int, list[Record]] = {p: [] for p in starts}
     if limit <= 0 or not starts:
@@ -133,16 +138,19 @@ def drain(
     now = time.monotonic()
     hard_deadline = now + max(timeout_s, wait_s + timeout_s)
     wait_deadline = now + wait_s
+    linger_deadline = float("inf")  # set when the first record of a long poll arrives
     consumer.assign([TopicPartition(stream, p, o) for p, o in starts.items()])
     while count < limit:
         now = time.monotonic()
         if len(at_end | full) == len(starts) and (count > 0 or now >= wait_deadline):
             break
+        if now >= linger_deadline:
+            break
         if now >= hard_deadline:
             logger.warning("read of %s stopped after %.1fs without reaching the end of %s",
                            stream, timeout_s, sorted(set(starts) - at_end))
             break
-        first = consumer.poll(min(_POLL_SLICE_S, hard_deadline - now))
+        first = consumer.poll(min(_POLL_SLICE_S, hard_deadline - now, max(0.0, linger_deadline - now)))
         if first is None:
             continue
         batch = [first]
@@ -165,6 +173,8 @@ def drain(
             if partition in full:
                 continue
             out[partition].append(_record(msg, stream))
+            if wait_s > 0 and count == 0:
+                linger_deadline = time.monotonic() + LINGER_S
             next_offset[partition] = msg.offset() + 1
             at_end.discard(partition)
             count += 1

@@ -42,6 +42,7 @@ class World:
     subscription_id: str
     delivery_id: str  # a dead letter of the subscription
     job_id: str  # a scheduled replay job of the subscription
+    rule_id: str = ""  # an alert rule on the subscription
     # Strings that identify A's data: never in B's answers unless B sent them itself.
     markers: set[str] = field(default_factory=set)
     # A's names: B may use the same names, so they are checked in B's lists only.
@@ -58,6 +59,7 @@ SAMPLES: dict[str, Callable[[World], Any]] = {
     "subscription_id": lambda w: w.subscription_id,
     "delivery_id": lambda w: w.delivery_id,
     "job_id": lambda w: w.job_id,
+    "rule_id": lambda w: w.rule_id,
 }
 GHOSTS: dict[str, Callable[[World], Any]] = {
     "name": lambda w: f"ghost-{uuid.uuid4().hex[:8]}",
@@ -68,6 +70,7 @@ GHOSTS: dict[str, Callable[[World], Any]] = {
     "subscription_id": lambda w: str(uuid.uuid4()),
     "delivery_id": lambda w: str(uuid.uuid4()),
     "job_id": lambda w: str(uuid.uuid4()),
+    "rule_id": lambda w: str(uuid.uuid4()),
 }
 # Bodies for writes, valid but for the tenant check. Unlisted writes get {} (and a looser check).
 BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
@@ -88,6 +91,10 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/api/v1/subscriptions/<subscription_id>/recover"): lambda w: {"since": "2024-01-01T00:00:00Z"},
     ("POST", "/api/v1/dead-letters/replay"): lambda w: {"ids": [w.delivery_id]},
     ("POST", "/api/v1/replay-jobs"): lambda w: {"subscription": w.subscription_id, "cron": "@hourly"},
+    ("POST", "/api/v1/alert-rules"): lambda w: {"name": "b-walk", "kind": "dead_letters",
+                                                "target": {"subscription": w.subscription_id}, "threshold": 0},
+    ("PATCH", "/api/v1/alert-rules/<rule_id>"): lambda w: {"threshold": 99},
+    ("POST", "/api/v1/alert-rules/<rule_id>/silence"): lambda w: {"until": None},
     ("POST", "/api/v1/users"): lambda w: {"username": f"b-walk-{uuid.uuid4().hex[:8]}", "password": PASSWORD,
                                           "role": "Admin", "tenants": [w.slug]},
 }
@@ -97,6 +104,7 @@ QUERIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "/api/v1/subscriptions": lambda w: {"stream": w.stream},
     "/api/v1/dead-letters": lambda w: {"subscription": w.subscription_id},
     "/api/v1/replay-jobs": lambda w: {"subscription": w.subscription_id},
+    "/api/v1/alerts": lambda w: {"rule": w.rule_id},
 }
 # Collection endpoints whose answer to B is fixed: acting in A's tenant or as an Admin.
 EXPECTED: dict[tuple[str, str], set[int]] = {
@@ -109,6 +117,7 @@ EXPECTED: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/v1/subscriptions"): {404},
     ("POST", "/api/v1/dead-letters/replay"): {404},
     ("POST", "/api/v1/replay-jobs"): {404},
+    ("POST", "/api/v1/alert-rules"): {404},
 }
 
 
@@ -165,9 +174,24 @@ def build_world(client: FlaskClient, a: TenantCtx) -> World:
     markers = {a.slug, stream_id, secret, key["key"], *(e["id"] for e in events)}
     markers |= {k["id"] for k in keys} | {k["prefix"] for k in keys} | set(a.keys.values())
     markers |= {sub["id"], sub["secret"], sub["url"], letter, job}
+    rule = _alert_rule(client, a, sub["id"], secret)
+    markers |= {rule["id"], rule["name"], rule["notify"][0]["subscription"], rule["notify"][0]["secret"]}
     return World(slug=a.slug, stream=stream, group=group, key_id=key["id"], partition=first["partition"],
                  offset=first["offset"], subscription_id=sub["id"], delivery_id=letter, job_id=job,
-                 markers=markers, names={stream, group})
+                 rule_id=rule["id"], markers=markers, names={stream, group, rule["name"]})
+
+
+def _alert_rule(client: FlaskClient, a: TenantCtx, subscription_id: str, secret: str) -> dict[str, Any]:
+    """A's alert rule on its subscription (firing: a dead letter waits), with a webhook of its own."""
+    from app.services.alert_eval import evaluate
+
+    resp = client.post("/api/v1/alert-rules", headers=a.headers("manage"), json={
+        "name": f"rule-{secret}", "kind": "dead_letters", "target": {"subscription": subscription_id},
+        "threshold": 0, "for_s": 0, "notify": [{"webhook": f"{HOOK_URL}/alerts-{secret}"}]})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    with client.application.app_context():
+        evaluate()
+    return resp.get_json()
 
 
 def _webhooks(client: FlaskClient, a: TenantCtx, stream: str, secret: str,
@@ -196,6 +220,8 @@ def snapshot(client: FlaskClient, a: TenantCtx, world: World) -> dict[str, Any]:
         "subscription": client.get(f"/api/v1/subscriptions/{world.subscription_id}", headers=h).get_json(),
         "dead_letter": client.get(f"/api/v1/dead-letters/{world.delivery_id}", headers=h).get_json(),
         "replay_jobs": client.get("/api/v1/replay-jobs", headers=h).get_json()["items"],
+        "alert_rule": client.get(f"/api/v1/alert-rules/{world.rule_id}", headers=h).get_json(),
+        "alerts": client.get("/api/v1/alerts", headers=h).get_json()["items"],
     }
 
 

@@ -12,7 +12,17 @@ from flask.testing import FlaskClient
 from sqlalchemy import insert
 
 from app.services import metric_rollups
-from app.services.live_metrics import DEAD_LETTERED, DELIVERIES_FAILED, DELIVERIES_OK, EVENTS_IN, LiveMetrics, live
+from app.services.live_metrics import (
+    DEAD_LETTERED,
+    DELIVERIES_FAILED,
+    DELIVERIES_OK,
+    EVENTS_IN,
+    SUB_FAILED,
+    SUB_LATENCY_MS,
+    SUB_OK,
+    LiveMetrics,
+    live,
+)
 from tests.integration.api.test_auth import PASSWORD, make_user
 from tests.integration.console.conftest import ConsoleLogin
 from tests.integration.console.world import add_dead_letters, api, tenant_id
@@ -155,9 +165,9 @@ def test_deliveries_are_counted_for_prometheus_and_the_dashboard(app: Flask, cli
     from app.services.dispatch_record import after_attempts
 
     stream = _stream(client, tenant)
-    ok = SimpleNamespace(result=object(), kind="success", status="succeeded")
-    retry = SimpleNamespace(result=object(), kind="retry", status="retrying")
-    dead = SimpleNamespace(result=object(), kind="retry", status="dead")
+    ok = SimpleNamespace(result=SimpleNamespace(duration_ms=10.0), kind="success", status="succeeded")
+    retry = SimpleNamespace(result=SimpleNamespace(duration_ms=30.0), kind="retry", status="retrying")
+    dead = SimpleNamespace(result=SimpleNamespace(duration_ms=50.0), kind="retry", status="dead")
     held = SimpleNamespace(result=None, kind=None, status=None)
     spec = SimpleNamespace(id=str(uuid.uuid4()), tenant_id=tenant_id(app, tenant.slug),
                            stream=f"{tenant.slug}.{stream}")
@@ -171,6 +181,10 @@ def test_deliveries_are_counted_for_prometheus_and_the_dashboard(app: Flask, cli
     assert counted[(DELIVERIES_OK, stream)] == 2
     assert counted[(DELIVERIES_FAILED, stream)] == 2
     assert counted[(DEAD_LETTERED, stream)] == 1
+    # ...and per subscription, for its page's charts: attempts by outcome and their summed duration.
+    assert counted[(SUB_OK, spec.id)] == 2
+    assert counted[(SUB_FAILED, spec.id)] == 2
+    assert counted[(SUB_LATENCY_MS, spec.id)] == 100.0  # 10 + 10 + 30 + 50; the held item was no attempt
 
     text = client.get("/metrics").get_data(as_text=True)
     labels = f'stream="{stream}",tenant="{tenant.slug}"'

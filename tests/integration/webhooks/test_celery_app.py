@@ -15,7 +15,8 @@ def test_tasks_and_beat_schedule(app: Flask) -> None:
              "metrics.rollup", "maintenance.purge_idempotency", "maintenance.retention"}
     assert names <= set(celery.tasks)
     schedule = celery.conf.beat_schedule
-    assert {entry["task"] for entry in schedule.values()} == names - {"replay.run_job"}
+    # Every periodic task of delivery and maintenance is scheduled (other features may add their own).
+    assert {entry["task"] for entry in schedule.values()} >= names - {"replay.run_job"}
     assert schedule["deliveries.retry_due"]["schedule"].total_seconds() <= 2
     assert app.extensions["celery"] is celery
 
