@@ -12,8 +12,10 @@ machine, one clock). Two message forms: ``event`` (one message per event, API.md
 ``events`` (``"batch": true``).
 
 Baseline, in the same run: a bare python-socketio server (threading mode, simple-websocket, no bus)
-emitting the same payloads at the same rate and batching to a room of the same number of clients. The
-ratio says what the bus (REST publish, log write, log read, filtering) adds on top of Socket.IO itself.
+producing the same events at the same pace and emitting them to a room of as many clients, coalesced
+like the bus (one ``events`` message per ``--coalesce-ms`` tick, the first after a quiet spell at once).
+The ratio says what the bus (REST publish, log write, log read, filtering) adds on top of Socket.IO itself.
+Clients use orjson (``json=``) and the WebSocket transport only. ``--runs`` repeats; medians are printed.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import collections
 import contextlib
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,10 +41,21 @@ import orjson
 
 DATA_BYTES = 200
 TARGET_P95_MS = 100.0
+COALESCE_MS = 25.0  # the server's LIVE_COALESCE_MS default; the baseline ticks the same way
 BUCKET_MS = 0.1  # delays are merged across client processes as a histogram of this resolution
 
 
 # -- client side (runs in --client-procs subprocesses) ----------------------------------------------
+class _OrjsonText:
+    """python-socketio's ``json=`` hook: orjson (about 3x stdlib json on these payloads), str in and out."""
+
+    loads = staticmethod(orjson.loads)
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+
 async def _clients_main(url: str, count: int, key: str | None, batch: bool, warmup: float, duration: float) -> None:
     import socketio
 
@@ -73,7 +87,7 @@ async def _clients_main(url: str, count: int, key: str | None, batch: bool, warm
     namespace = "/live" if key else "/"
     clients = []
     for _ in range(count):
-        sio = socketio.AsyncClient(reconnection=False)
+        sio = socketio.AsyncClient(reconnection=False, json=_OrjsonText)
         sio.on("event", on_event, namespace=namespace)
         sio.on("events", on_events, namespace=namespace)
         await sio.connect(url, namespaces=[namespace], auth={"token": key} if key else None,
@@ -98,7 +112,7 @@ async def _clients_main(url: str, count: int, key: str | None, batch: bool, warm
 
 
 # -- baseline server: python-socketio alone --------------------------------------------------------
-def _baseline_server(port: int, rate: float, batch: int, per_batch_message: bool) -> None:
+def _baseline_server(port: int, rate: float, batch: int, per_batch_message: bool, coalesce_ms: float) -> None:
     import socketio
     from werkzeug.serving import make_server
 
@@ -114,7 +128,11 @@ def _baseline_server(port: int, rate: float, batch: int, per_batch_message: bool
     def go(sid: str, data: Any = None) -> None:
         started.set()
 
-    def emitter() -> None:
+    pending: list[dict[str, Any]] = []
+    ready = threading.Condition()
+
+    def producer() -> None:
+        # What the publisher does to the bus: ``batch`` events every batch/rate seconds, stamped when made.
         started.wait()
         seq, interval, nxt = 0, batch / rate, time.perf_counter()
         while True:
@@ -123,14 +141,34 @@ def _baseline_server(port: int, rate: float, batch: int, per_batch_message: bool
             if pause > 0:
                 time.sleep(pause)
             sent = time.time()
-            events = [_event(seq + i, sent) for i in range(batch)]
+            with ready:
+                pending.extend(_event(seq + i, sent) for i in range(batch))
+                ready.notify()
             seq += batch
+
+    def emitter() -> None:
+        # What a feed's pump does: at most one ``events`` message a tick (first one at once after a quiet
+        # spell), or one ``event`` message per event.
+        tick = coalesce_ms / 1000 if per_batch_message else 0.0
+        next_at = 0.0
+        while True:
+            if tick:
+                pause = next_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            with ready:
+                while not pending:
+                    ready.wait()
+                events = pending[:]
+                pending.clear()
+            next_at = time.monotonic() + tick
             if per_batch_message:
                 sio.emit("events", {"subscription": "b", "stream": sup.STREAM, "events": events}, to="all")
             else:
                 for event in events:
                     sio.emit("event", {"subscription": "b", "stream": sup.STREAM, "event": event}, to="all")
 
+    threading.Thread(target=producer, daemon=True).start()
     threading.Thread(target=emitter, daemon=True).start()
     server = make_server("127.0.0.1", port, app, threaded=True)
     server.serve_forever()
@@ -223,13 +261,28 @@ def _publisher(base_url: str, key: str, rate: float, batch: int, seconds: float,
     return sum(sent), 1000 * sum(spent) / max(1, sum(sent) // batch)
 
 
-def _row(label: str, delivered: float, pct: dict[int, float], base: dict[int, float] | None,
+def _row(label: str, runs: list[tuple[float, dict[int, float]]], base: list[tuple[float, dict[int, float]]] | None,
          target: bool) -> list[sup.Row]:
-    rows: list[sup.Row] = [(f"{label}: delivered events/s (all clients)", f"{delivered:,.0f}", "", "", "")]
+    """Medians over the runs (each run's figures in brackets), the ratio to the baseline's medians."""
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    def each(values: list[float], fmt: str) -> str:
+        return " (runs " + " / ".join(format(v, fmt) for v in values) + ")" if len(values) > 1 else ""
+
+    rates = [r for r, _ in runs]
+    rows: list[sup.Row] = [(f"{label}: delivered events/s (all clients)", f"{med(rates):,.0f}{each(rates, ',.0f')}",
+                            "", "", "")]
     for p in (50, 95, 99):
-        ratio = f"{pct[p] / base[p]:.1f}x" if base and base.get(p) else ""
-        tgt, res = ("< 100 ms", "met" if pct[p] < TARGET_P95_MS else "MISSED") if (target and p == 95) else ("", "")
-        rows.append((f"{label}: p{p} publish->receipt", f"{pct[p]:.1f} ms", tgt, ratio, res))
+        values = [pct[p] for _, pct in runs]
+        ratio = ""
+        if base:
+            b = med([pct[p] for _, pct in base])
+            ratio = f"{med(values) / b:.1f}x" if b else ""
+        tgt, res = ("", "")
+        if target and p == 95:
+            tgt, res = "< 100 ms", "met" if med(values) < TARGET_P95_MS else "MISSED"
+        rows.append((f"{label}: p{p} publish->receipt", f"{med(values):.1f} ms{each(values, '.1f')}", tgt, ratio, res))
     return rows
 
 
@@ -249,7 +302,7 @@ def _baseline_phase(args: argparse.Namespace, batch_mode: bool) -> tuple[float, 
 
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--baseline-server", str(port), str(args.rate),
-                               str(args.batch), "1" if batch_mode else "0"], cwd=sup.ROOT)
+                               str(args.batch), "1" if batch_mode else "0", str(args.coalesce_ms)], cwd=sup.ROOT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -274,10 +327,10 @@ def _baseline_phase(args: argparse.Namespace, batch_mode: bool) -> tuple[float, 
 
 
 @contextlib.contextmanager
-def _web(kind: str, be: sup.BackendEnv, port: int) -> Iterator[sup.WebServer]:
+def _web(kind: str, be: sup.BackendEnv, port: int, workers: int, threads: int) -> Iterator[sup.WebServer]:
     """The bus's web process: gunicorn (production), or one Werkzeug threaded process (for comparison)."""
     if kind == "gunicorn":
-        with sup.web_server(be, port, workers=2, threads=128) as server:
+        with sup.web_server(be, port, workers=workers, threads=threads) as server:
             yield server
         return
     code = ("from app import create_app; from werkzeug.serving import make_server; "
@@ -305,49 +358,65 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s published")
-    parser.add_argument("--batch", type=int, default=20, help="events per POST (and per baseline emit round)")
-    parser.add_argument("--publishers", type=int, default=8, help="publishing threads sharing the schedule")
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--batch", type=int, default=50, help="events per POST (and per baseline production)")
+    parser.add_argument("--publishers", type=int, default=4, help="publishing threads sharing the schedule")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--modes", default="events,event", help="events (batched messages), event (one each)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per mode; medians are reported")
+    parser.add_argument("--coalesce-ms", type=float, default=COALESCE_MS,
+                        help="LIVE_COALESCE_MS of the server (and the baseline's tick)")
+    parser.add_argument("--modes", default="events", help="events (batched messages), event (one each)")
     parser.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn",
-                        help="gunicorn -w 2 --threads 128 (production), or one Werkzeug threaded process")
-    parser.add_argument("--quick", action="store_true", help="10 clients, 5 s: a smoke check")
+                        help="gunicorn (production: gthread workers), or one Werkzeug threaded process")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn -w (one per core)")
+    parser.add_argument("--threads", type=int, default=128,
+                        help="gunicorn --threads (a WebSocket holds a thread: clients/workers + publishers)")
+    parser.add_argument("--quick", action="store_true", help="10 clients, 5 s, 1 run: a smoke check")
     args = parser.parse_args()
     if args.quick:
-        args.clients, args.duration, args.warmup = 10, 5.0, 1.0
+        args.clients, args.duration, args.warmup, args.runs = 10, 5.0, 1.0, 1
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     workdir = Path(tempfile.mkdtemp(prefix="bench-live-"))
     rows: list[sup.Row] = []
     cpu: dict[str, str] = {}
+    loads: list[str] = []
+    shape = f"gunicorn -w {args.workers} --threads {args.threads}" if args.server == "gunicorn" else "werkzeug"
     sup.say(f"live fan-out: {args.clients} clients in {args.client_procs} processes, {args.rate:.0f} events/s "
-            f"published in batches of {args.batch}, {args.duration:.0f} s measured after {args.warmup:.0f} s")
+            f"published in batches of {args.batch}, LIVE_COALESCE_MS={args.coalesce_ms:g}, {shape}, "
+            f"{args.runs} run(s) of {args.duration:.0f} s measured after {args.warmup:.0f} s")
     try:
         with sup.backend_env("postgresql", workdir) as be:
             be.env["REDIS_URL"] = redis_url
+            be.env["LIVE_COALESCE_MS"] = str(args.coalesce_ms)
             sup.migrate_and_init(be)
             from tests.support.services import free_port
 
-            with _web(args.server, be, free_port()) as server:
+            with _web(args.server, be, free_port(), args.workers, args.threads) as server:
                 key = sup.provision(server.base_url, be.admin_password)
                 for mode in modes:
                     batched = mode == "events"
-                    base_rate, base_pct = _baseline_phase(args, batched)
-                    meter = sup.CpuMeter(server.worker_pids)
-                    rate, pct, sent, post_ms = _bus_phase(args, server.base_url, key, batched, meter)
-                    sup.say(f"[{mode}] baseline: {base_rate:,.0f} ev/s, p50/95/99 "
-                            f"{base_pct[50]:.1f}/{base_pct[95]:.1f}/{base_pct[99]:.1f} ms")
-                    sup.say(f"[{mode}] bus: {rate:,.0f} ev/s of {args.clients * args.rate:,.0f} expected, "
-                            f"p50/95/99 {pct[50]:.1f}/{pct[95]:.1f}/{pct[99]:.1f} ms; published {sent} "
-                            f"(POST {post_ms:.1f} ms mean)")
+                    bus_runs: list[tuple[float, dict[int, float]]] = []
+                    base_runs: list[tuple[float, dict[int, float]]] = []
+                    for run in range(args.runs):
+                        loads.append(f"{mode} run {run + 1}: load {os.getloadavg()[0]:.1f}")
+                        base_rate, base_pct = _baseline_phase(args, batched)
+                        meter = sup.CpuMeter(server.worker_pids)
+                        rate, pct, sent, post_ms = _bus_phase(args, server.base_url, key, batched, meter)
+                        sup.say(f"[{mode} {run + 1}] baseline: {base_rate:,.0f} ev/s, p50/95/99 "
+                                f"{base_pct[50]:.1f}/{base_pct[95]:.1f}/{base_pct[99]:.1f} ms")
+                        sup.say(f"[{mode} {run + 1}] bus: {rate:,.0f} ev/s of {args.clients * args.rate:,.0f} "
+                                f"expected, p50/95/99 {pct[50]:.1f}/{pct[95]:.1f}/{pct[99]:.1f} ms; published "
+                                f"{sent} (POST {post_ms:.1f} ms mean); load {os.getloadavg()[0]:.1f}")
+                        bus_runs.append((rate, pct))
+                        base_runs.append((base_rate, base_pct))
+                        cpu[f"bus {mode} run {run + 1}"] = meter.summary()
                     label = "events (batch: true)" if batched else "event (one per message)"
-                    rows += _row(f"bus, {label}", rate, pct, base_pct, target=True)
-                    rows += _row(f"baseline python-socketio, {label}", base_rate, base_pct, None, target=False)
-                    cpu[f"bus {mode}"] = meter.summary()
+                    rows += _row(f"bus, {label}", bus_runs, base_runs, target=True)
+                    rows += _row(f"baseline python-socketio, {label}", base_runs, None, target=False)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    sup.print_rows("live fan-out (PostgreSQL log, Redis, gunicorn -w 2)", rows, cpu)
+    sup.print_rows(f"live fan-out (PostgreSQL log, Redis, {shape}; {'; '.join(loads)})", rows, cpu)
     sup.print_markdown([("postgresql", rows)])
 
 
@@ -357,7 +426,7 @@ if __name__ == "__main__":
         asyncio.run(_clients_main(url, int(n), None if key == "-" else key, batch == "1", float(warmup),
                                   float(duration)))
     elif len(sys.argv) > 1 and sys.argv[1] == "--baseline-server":
-        port, rate, batch, per_batch = sys.argv[2:6]
-        _baseline_server(int(port), float(rate), int(batch), per_batch == "1")
+        port, rate, batch, per_batch, coalesce = sys.argv[2:7]
+        _baseline_server(int(port), float(rate), int(batch), per_batch == "1", float(coalesce))
     else:
         main()

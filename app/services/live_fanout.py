@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ MAX_BATCH = 1_000  # events in one ``events`` message
 MAX_SUBSCRIPTIONS = 50  # per connection
 RECHECK_EVERY = 64  # per-event messages sent between two looks at the members' backlogs
 WAIT_S = 0.5  # how long a pump waits for events before looking at its members again
+DEFAULT_COALESCE_S = 0.025  # LIVE_COALESCE_MS: at most one ``events`` message per feed and tick
 _FIELDS = {"stream", "from", "partition", "type", "key", "q", "filter", "batch", "buffer"}
 
 
@@ -162,10 +164,25 @@ class Feed:
         self._fanout = fanout
 
     def run(self) -> None:
-        """Pump the tail into the room until the feed has no members or the tail closes."""
+        """Pump the tail into the room until the feed has no members or the tail closes.
+
+        A batched feed sends at most one ``events`` message per tick (``FanOut.coalesce_s``): the first
+        events after a quiet spell go at once, those arriving within the tick wait in the tail and go
+        together at its end. So each client gets at most 1/tick messages a second, however many publish
+        requests there were: what a client (and the server, once per client) pays for is messages, not
+        events, and that is what bounds fan-out (see docs/performance.md, "Live feed fan-out").
+        """
         transport = self._fanout.transport
+        tick = self._fanout.coalesce_s if self.batch else 0.0
+        next_at = 0.0
         while not self.tail.closed:
+            if tick:
+                pause = next_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
             batch = self.tail.next_batch(WAIT_S, MAX_BATCH)
+            if tick and batch is not None:
+                next_at = time.monotonic() + tick
             with self._fanout.lock:
                 members = list(self.members.values())
             try:
@@ -213,8 +230,9 @@ class Feed:
 class FanOut:
     """Every feed of one namespace in this process, and which client holds which subscription."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, coalesce_s: float = DEFAULT_COALESCE_S) -> None:
         self.transport = transport
+        self.coalesce_s = max(0.0, coalesce_s)  # 0: an ``events`` message per reader round
         self.lock = threading.Lock()
         self._shared: dict[tuple[Any, ...], Feed] = {}
         self._feeds: dict[str, Feed] = {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ from app.services.wire_format import decode_record
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.5  # LIVE_POLL_S: the longest a reader sleeps without news (appends that announce nothing)
+MIN_ROUND_S = 0.02  # LIVE_READ_INTERVAL_MS: rounds start at least this far apart (see StreamReader._run)
 CHUNK = 500  # events per log read
 MAX_CHUNKS = 20  # reads per partition and round, so that one busy partition cannot starve the others
 _EXT = "live_feed"
@@ -59,8 +61,18 @@ class StreamReader:
     def _run(self) -> None:
         logger.debug("live feed: reader of %s started", self.log_name)
         poll_s = setting(self.hub.app.config, "LIVE_POLL_S", POLL_S, float)
+        min_round_s = setting(self.hub.app.config, "LIVE_READ_INTERVAL_MS", MIN_ROUND_S * 1000, float) / 1000
+        last = 0.0
         while True:
             self.wake.wait(poll_s)
+            # Every publish request wakes the reader; a round costs a watermarks query and a read per
+            # partition whatever it finds. Rounds at most every min_round_s make many small publishes one
+            # read (the first after a quiet spell is read at once), which a busy box needs more than the
+            # few ms: the batched pumps send once per LIVE_COALESCE_MS anyway.
+            pause = last + min_round_s - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            last = time.monotonic()
             self.wake.clear()
             with self.hub.lock:
                 tails = [t for t in self.tails if not t.closed]

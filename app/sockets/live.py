@@ -15,8 +15,9 @@ from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, Namespace
 
 from app.security import READ, Principal
+from app.services.dispatch_config import setting  # config, else the environment (12-factor)
 from app.services.errors import ServiceError
-from app.services.live_fanout import ERROR, FanOut
+from app.services.live_fanout import DEFAULT_COALESCE_S, ERROR, FanOut
 from app.sockets.auth import socket_principal
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class LiveNamespace(Namespace):
     def __init__(self, namespace: str, app: Flask) -> None:
         super().__init__(namespace)
         self.app = app
-        self.fanout = FanOut(SocketTransport(self))
+        coalesce_ms = setting(app.config, "LIVE_COALESCE_MS", DEFAULT_COALESCE_S * 1000, float)
+        self.fanout = FanOut(SocketTransport(self), coalesce_s=coalesce_ms / 1000)
         self._principals: dict[str, Principal] = {}
 
     def on_connect(self, auth: Any = None) -> bool:
