@@ -7,9 +7,10 @@ from typing import Any
 from flask import current_app, session
 from flask_jwt_extended import decode_token
 from flask_login import current_user
+from flask_socketio import ConnectionRefusedError
 
-from app.security import API_KEY_PREFIX, Principal, principal_for_user, principal_from_api_key
-from app.services.errors import Unauthorized
+from app.security import API_KEY_PREFIX, READ, Principal, principal_for_user, principal_from_api_key
+from app.services.errors import ServiceError, Unauthorized
 from app.views.context import TENANT_SESSION_KEY
 
 logger = logging.getLogger(__name__)
@@ -42,3 +43,13 @@ def socket_principal(auth: Any) -> Principal:
         # The same rule as the console pages: the tenant chosen with the switcher, or the user's only one.
         return principal_for_user(current_user, tenant or session.get(TENANT_SESSION_KEY))
     raise Unauthorized("log in to the console or pass {token} in auth", code="unauthorized")
+
+
+def reader_or_refuse(auth: Any) -> Principal:
+    """The principal of a connection that may read its tenant's data; else refuse it with the error's code."""
+    try:
+        principal = socket_principal(auth)
+        principal.require(READ)
+    except ServiceError as exc:
+        raise ConnectionRefusedError(exc.code, {"message": exc.message}) from exc
+    return principal

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, request
-from flask_socketio import ConnectionRefusedError, Namespace
+from flask_socketio import Namespace
 
-from app.security import READ, Principal
+from app.security import Principal
 from app.services.dispatch_config import setting  # config, else the environment (12-factor)
 from app.services.errors import ServiceError
 from app.services.live_fanout import DEFAULT_COALESCE_S, ERROR, FanOut
-from app.sockets.auth import socket_principal
+from app.sockets.auth import reader_or_refuse
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,7 @@ class LiveNamespace(Namespace):
 
     def on_connect(self, auth: Any = None) -> bool:
         """Refuse anyone without read access (401/403 codes in the refusal's data)."""
-        try:
-            principal = socket_principal(auth)
-            principal.require(READ)
-        except ServiceError as exc:
-            raise ConnectionRefusedError(exc.code, {"message": exc.message}) from exc
+        principal = reader_or_refuse(auth)
         self._principals[request.sid] = principal  # type: ignore[attr-defined]
         return True
 

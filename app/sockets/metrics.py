@@ -7,13 +7,11 @@ import time
 from typing import Any
 
 from flask import Flask, request
-from flask_socketio import ConnectionRefusedError, Namespace, join_room
+from flask_socketio import Namespace, join_room
 
-from app.security import READ
 from app.services import dashboard
-from app.services.errors import ServiceError
 from app.services.live_metrics import live
-from app.sockets.auth import socket_principal
+from app.sockets.auth import reader_or_refuse
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +36,7 @@ class MetricsNamespace(Namespace):
 
     def on_connect(self, auth: Any = None) -> bool:
         """Refuse anyone without read access; otherwise join the tenant's room and make sure the loop runs."""
-        try:
-            principal = socket_principal(auth)
-            principal.require(READ)
-        except ServiceError as exc:
-            raise ConnectionRefusedError(exc.code, {"message": exc.message}) from exc
+        principal = reader_or_refuse(auth)
         sid = request.sid  # type: ignore[attr-defined]
         join_room(room_of(principal.tenant_id))
         with self._lock:
