@@ -9,7 +9,6 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,8 @@ import socketio
 from flask import Flask
 
 from tests.integration.alerts.conftest import AlertBus
-from tests.support.apps import ADMIN_PASSWORD, build_app, login, new_tenant
-from tests.support.live_server import live_server
+from tests.support.apps import ADMIN_PASSWORD, login, new_tenant
+from tests.support.live_server import served_sqlite_app
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -26,16 +25,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, str]]:
     """A fresh app on SQLite with Redis as Socket.IO's message queue, served over HTTP."""
-    from app.extensions import db
-    from app.services.event_log import close_app_log
-
-    path: Path = tmp_path_factory.mktemp("alerts-live") / "bus.db"
-    application = build_app(f"sqlite:///{path}", REDIS_URL=REDIS_URL)
-    with live_server(application) as url:
-        yield application, url
-    close_app_log(application)
-    with application.app_context():
-        db.engine.dispose()
+    with served_sqlite_app(tmp_path_factory.mktemp("alerts-live"), REDIS_URL=REDIS_URL) as served_app:
+        yield served_app
 
 
 class Watcher:
