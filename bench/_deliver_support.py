@@ -265,8 +265,12 @@ def stamp(body: bytes) -> bytes:
     return body.replace(SENT_PLACEHOLDER.encode(), str(time.time_ns()).encode())
 
 
-def paced_publish(base_url: str, key: str, bodies: Sequence[bytes], rate: float, threads: int) -> float:
-    """POST the bodies at ``rate`` requests/s (open loop, stamped at send) from ``threads`` keep-alive senders."""
+def paced_publish(base_url: str, key: str, bodies: Sequence[bytes], rate: float, threads: int,
+                  durations: list[float] | None = None) -> float:
+    """POST the bodies at ``rate`` requests/s (open loop, stamped at send) from ``threads`` keep-alive senders.
+
+    ``durations``: gets each request's response time (s), when given.
+    """
     path = f"/api/v1/streams/{sup.STREAM}/events"
     host, port = base_url.removeprefix("http://").split(":")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -280,9 +284,12 @@ def paced_publish(base_url: str, key: str, bodies: Sequence[bytes], rate: float,
             delay = t0 + n / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            sent = time.perf_counter()
             conn.request("POST", path, stamp(bodies[n]), headers)
             resp = conn.getresponse()
             text = resp.read()
+            if durations is not None:
+                durations.append(time.perf_counter() - sent)  # list.append is atomic: threads share it
             if resp.status != 201:
                 raise RuntimeError(f"publish: HTTP {resp.status}\n{text[:2000]!r}")
 

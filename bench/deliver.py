@@ -154,9 +154,10 @@ def run_backend(name: str, args: argparse.Namespace) -> Result:
             _say(f"[{name}] run {run + 1}: bus {res.bus_runs[-1]:,.0f} delivered/s (published at "
                  f"{res.publish_runs[-1]:,.0f}/s), plain client {res.plain_runs[-1]:,.0f}/s")
         res.low_latency_ms, _, _ = _latency_phase(res.backend, args, rec, server.base_url, key, seq, parties,
-                                                  args.low_rate, 1, args.low_duration)
+                                                  args.low_rate, 1, args.low_duration, workers[0].pid)
         res.latency_ms, res.latency_max_ms, res.latency_rate = _latency_phase(
-            res.backend, args, rec, server.base_url, key, seq, parties, args.rate, args.latency_batch, args.duration)
+            res.backend, args, rec, server.base_url, key, seq, parties, args.rate, args.latency_batch, args.duration,
+            workers[0].pid)
         naive_cmd = [str(sup.BIN / "celery"), "-A", "bench.naive_celery", "worker", "-l", "WARNING", "--pool",
                      "threads", "-c", str(args.naive_threads), "-Q", "bench_naive", "-n", "bench-naive@%h"]
         naive_proc = stack.enter_context(ds.process(naive_cmd, {**os.environ, "BENCH_NAIVE_BROKER": redis_url},
@@ -214,8 +215,8 @@ def _plain_run(res: Result, args: argparse.Namespace, rec: ds.Receiver, sample: 
 
 
 def _latency_phase(backend: str, args: argparse.Namespace, rec: ds.Receiver, base_url: str, key: str, seq: Seq,
-                   parties: ds.Parties, rate: float, batch: int,
-                   duration: float) -> tuple[dict[int, float], float, float]:
+                   parties: ds.Parties, rate: float, batch: int, duration: float,
+                   worker_pid: int) -> tuple[dict[int, float], float, float]:
     """``batch``-event requests paced at ``rate`` events/s: percentiles and max (ms), the rate achieved.
 
     Per event: the receiver's clock at arrival minus the publisher's just before the request was sent.
@@ -223,17 +224,24 @@ def _latency_phase(backend: str, args: argparse.Namespace, rec: ds.Receiver, bas
     rec.reset()
     count = int(rate * duration)
     bodies = seq.bodies(count, batch)
-    with parties.measure(f"latency at {rate:,.0f}/s"):
-        req_rate = ds.paced_publish(base_url, key, bodies, rate / batch, args.latency_threads)
-        rec.wait_unique(count, timeout_s=120)
+    with ExitStack() as stack:
+        if args.profile:
+            out = args.profile / f"{backend}-{'gil' if args.profile_gil else 'wall'}-latency-{rate:.0f}"
+            stack.enter_context(ds.py_spy(worker_pid, out, args.profile_gil))
+        with parties.measure(f"latency at {rate:,.0f}/s"):
+            publish_s: list[float] = []
+            req_rate = ds.paced_publish(base_url, key, bodies, rate / batch, args.latency_threads, publish_s)
+            rec.wait_unique(count, timeout_s=120)
     dump = rec.dump()
     first: dict[str, float] = {}
     for wid, got, sent in zip(dump["ids"], dump["received_ns"], dump["sent_ns"], strict=True):
         first.setdefault(wid, (got - sent) / 1e9)  # a duplicate's later arrival is not its delivery
     lat = list(first.values())
     pct, worst = sup.percentiles_ms(lat), max(lat) * 1000
+    pub = sup.percentiles_ms(publish_s)
     _say(f"[{backend}] latency at {req_rate * batch:,.0f} events/s ({batch}-event requests): p50 {pct[50]:.1f} ms, "
-         f"p95 {pct[95]:.1f} ms, p99 {pct[99]:.1f} ms, max {worst:.0f} ms")
+         f"p95 {pct[95]:.1f} ms, p99 {pct[99]:.1f} ms, max {worst:.0f} ms; the publish requests alone: p50 "
+         f"{pub[50]:.1f} ms, p95 {pub[95]:.1f} ms, p99 {pub[99]:.1f} ms")
     return pct, worst, req_rate * batch
 
 
@@ -329,7 +337,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--worker-concurrency", type=int, default=2, help="the bus worker's task pool")
     ap.add_argument("--worker-log-level", default="WARNING", help="DEBUG logs the dispatcher's batch timings")
     ap.add_argument("--log-dir", type=Path, help="keep the processes' logs here")
-    ap.add_argument("--profile", type=Path, help="py-spy the bus worker during the throughput runs into this dir")
+    ap.add_argument("--profile", type=Path,
+                    help="py-spy the bus worker during the throughput runs and latency phases into this dir")
     ap.add_argument("--profile-gil", action="store_true", help="profile GIL holders (CPU), not wall time")
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke check")
     args = ap.parse_args(argv)

@@ -3,14 +3,16 @@
 One asyncio loop in one thread per process (a Celery worker bootstep, or the embedded runner). Every
 ``refresh_s`` it re-reads the active subscriptions and syncs its partition leases
 (``dispatch_leases``); each subscription it holds partitions of gets a runner that loops
-fetch -> deliver -> record -> commit (``dispatch_batch``), pipelined: batch N+1 is read on from where
-batch N ended and sent while batch N is recorded, and offsets are committed in order. Blocking work
+fetch -> deliver, and hands each sent batch to a background ``Recorder`` (record -> commit, merging the
+batches that queued meanwhile): later batches are read on from where the last one ended and sent while
+earlier ones are recorded, up to a bound, and offsets are committed in order. Blocking work
 (database, log) runs on a thread pool inside the Flask app context; HTTP runs on the loop with pooled
 keep-alive connections.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import socket
@@ -33,10 +35,11 @@ from app.models.subscription import STATUS_ACTIVE
 from app.services import dispatch_leases
 from app.services.dispatch_batch import deliver, record
 from app.services.dispatch_config import DeliverySettings, settings
-from app.services.dispatch_record import DISABLE, Item
+from app.services.dispatch_record import Item
+from app.services.dispatch_recorder import Recorder
 from app.services.dispatch_send import Courier, SubSpec, spec_of
 from app.services.dispatch_wake import Wakeups
-from app.services.event_log import open_app_log
+from app.services.event_log import log_shares_app_database, open_app_log
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ _BACKOFF_MAX_S = 10.0
 # Reads that should not wait still pass a wait above 0: that is what makes the Kafka log return soon after
 # data arrives rather than at the end of every partition (kafka_reader.drain); the SQL log polls once more.
 _SHORT_WAIT_S = 0.002
+# Batches' worth of events that may be sent and not yet recorded (what a crash can send twice).
+UNRECORDED_BATCHES = 4
 
 
 def new_owner() -> str:
@@ -86,12 +91,26 @@ class Runner:
         self.fresh: set[int] = set()  # newly acquired (or after an error): check for already-recorded events
         self.stopping = False
         self.task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None  # set when the stream is appended to (with Redis)
+        # The last read returned all the log had when it started, and its wake-up event was cleared before
+        # it: while the event stays unset nothing was appended since, and reading again would find nothing.
+        self.caught_up = False
 
     def stop(self) -> None:
         """Stop after the batch in progress; an idle wait for a wake-up ends now."""
         self.stopping = True
-        if self.d.wakeups is not None:
-            self.d.wakeups.event(self.spec.stream).set()
+        if self._wake is not None:
+            self._wake.set()
+
+    def _woken(self) -> asyncio.Event | None:
+        """This runner's wake-up event (None without Redis: the log's own long poll waits instead)."""
+        if self._wake is None and self.d.wakeups is not None:
+            self._wake = self.d.wakeups.listen(self.spec.stream)
+        return self._wake
+
+    def _nothing_new(self, woken: asyncio.Event | None) -> bool:
+        """True when no append was announced since the last read, which returned everything there was."""
+        return woken is not None and self.caught_up and not woken.is_set()
 
     @property
     def busy(self) -> set[int]:
@@ -128,99 +147,115 @@ class Runner:
                 and time.monotonic() <= self.d.leases_valid_until)
 
     async def _pipeline(self, parts: list[int]) -> None:
-        """Fetch, send, record and commit batches of ``parts``, sending batch N+1 while batch N is recorded.
+        """Fetch and send batches of ``parts`` while a ``Recorder`` records the sent ones in the background.
 
-        Returns when the log is drained (an idle long poll), the partitions changed, or on stopping; always
-        after the last batch sent is recorded and committed. Offsets are committed in batch order, each only
-        once its batch is recorded, so at-least-once holds: a failure anywhere re-reads from the committed
-        offsets, and only batches sent but not recorded are sent again.
+        Sending never waits for a recording (the durable commits are off the latency path) unless more than
+        ``UNRECORDED_BATCHES`` batches' worth of events wait to be recorded (the bound on what a crash sends
+        twice). Offsets are committed in batch order, each only once its batch is recorded, so at-least-once
+        holds: a failure anywhere re-reads from the committed offsets. Returns when the log is drained and all
+        is recorded (an idle long poll), the partitions changed, or on stopping; always after everything sent
+        is recorded and committed.
         """
-        spec, cfg, log = self.spec, self.d.config, self.d.log
+        spec, cfg = self.spec, self.d.config
+        size = batch_size(spec, cfg)
+        recorder = Recorder(self._record, f"subscription {spec.id}")
         positions: dict[int, int] = {}  # next offsets after the batches fetched (read on from here while recording)
-        recording: asyncio.Task[bool] | None = None  # batch N: recording, then committing its offsets
-        unrecorded: list[Item] = []  # batch N's items
         pause = False
         try:
             while self._keep_going(parts):
-                if any(i.kind == DISABLE for i in unrecorded):
+                if recorder.error is not None or recorder.lost:
+                    break
+                if recorder.disabling:
                     pause = True  # a 410 is disabling the subscription: send nothing until a refresh retires us
                     break
-                if recording is not None and len(positions) < len(parts):
-                    # Where a partition not read yet starts is the group's offset: wait for batch N, then fetch.
-                    lost, recording, unrecorded = await recording, None, []
-                    if lost:
-                        break
-                started = time.perf_counter()
+                if recorder.backlog >= size * UNRECORDED_BATCHES:
+                    await recorder.changed()
+                    continue
+                from_group = recorder.idle
                 try:
-                    if recording is None:  # everything committed: read from the group's offsets
+                    if from_group:  # everything committed: read from the group's offsets (waits when idle)
                         records = await self._fetch(parts)
-                    else:  # batch N is being recorded: read on from where it ended
-                        records = await self.d.blocking(read_from, log, spec.stream, positions,
-                                                        batch_size(spec, cfg))
+                        if not records:
+                            break  # idle: back to the loop, which re-checks the leases
+                    elif len(positions) < len(parts):
+                        # Where a partition not read yet starts is the group's offset: let the recordings land.
+                        await recorder.changed()
+                        continue
+                    else:  # batches are being recorded: read on from where the last one ended
+                        records = await self._read_on(positions, size, recorder)
+                        if not records:
+                            continue
                 except StreamNotFound:
                     logger.warning("subscription %s: stream %s is gone from the log", spec.id, spec.stream)
                     pause = True
                     break
-                if not records:
-                    if recording is None:
-                        break  # idle: back to the loop, which re-checks the leases
-                    lost, recording, unrecorded = await recording, None, []
-                    if lost:
-                        break
-                    continue
-                fetched = time.perf_counter()
-                for r in records:
-                    positions[r.partition] = max(positions.get(r.partition, 0), r.offset + 1)
+                if from_group:  # the group's offsets are where these partitions stand now (even after a reset)
+                    positions.update({r.partition: r.offset + 1 for r in records})
+                else:
+                    for r in records:
+                        positions[r.partition] = max(positions.get(r.partition, 0), r.offset + 1)
                 dedup = bool(self.fresh & {r.partition for r in records})
-                items = await deliver(spec, records, dedup, self.d.courier, cfg, self.d.db, unrecorded)
-                sent = time.perf_counter()
-                lost = False
-                if recording is not None:
-                    lost, recording = await recording, None  # batch N is committed before batch N+1 may be
-                recording, unrecorded = asyncio.create_task(self._record(records, items)), items
-                logger.debug("subscription %s: %d events: fetch %.3fs, deliver %.3fs, previous record %.3fs",
-                             spec.id, len(records), fetched - started, sent - fetched, time.perf_counter() - sent)
-                if lost:
-                    break  # partitions taken over: this batch is recorded (not committed for those), then we stop
-        except BaseException:
-            if recording is not None:
-                # Sent already: record it even when leaving on an error, to spare duplicates after the restart.
-                try:
-                    await recording
-                except Exception:  # noqa: BLE001 - the error being raised is the one to report
-                    logger.exception("subscription %s: recording a sent batch failed", spec.id)
-            raise
-        if recording is not None:
-            await recording
+                items = await deliver(spec, records, dedup, self.d.courier, cfg, self.d.db, list(recorder.items()))
+                recorder.add(records, items)
+        finally:
+            # Sent already: record it even when leaving on an error, to spare duplicates after the restart.
+            await recorder.drain()
         if pause:
             await asyncio.sleep(cfg.refresh_s)
 
-    async def _fetch(self, parts: list[int]) -> list[Record]:
-        """Read from the group's offsets: wait for a wake-up (or the idle poll) when there is nothing yet.
+    async def _read_on(self, positions: dict[int, int], size: int, recorder: Recorder) -> list[Record]:
+        """Read from ``positions`` (ahead of the committed offsets); when nothing is there, wait for an append
+        or a recording to finish, whichever comes first, at most the idle poll."""
+        spec, cfg = self.spec, self.d.config
+        woken = self._woken()
+        records: list[Record] = []
+        if not self._nothing_new(woken):
+            if woken is not None:
+                woken.clear()  # before the read: an append announced during it ends the wait below
+            records = await self.d.blocking(read_from, self.d.log, spec.stream, positions, size)
+            share = -(-size // max(1, len(positions)))
+            per: collections.Counter[int] = collections.Counter(r.partition for r in records)
+            self.caught_up = self.d.exact_reads and all(n < share for n in per.values())
+        if not records:
+            waits = [asyncio.ensure_future(recorder.changed(cfg.idle_poll_s))]
+            if woken is not None:
+                waits.append(asyncio.ensure_future(woken.wait()))
+            done, pending = await asyncio.wait(waits, timeout=cfg.idle_poll_s, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if not done:
+                self.caught_up = False  # the idle poll: read again even without an announcement
+        return records
 
-        Without wake-ups (no Redis) the log's own long poll waits instead, on the I/O pool.
+    async def _fetch(self, parts: list[int]) -> list[Record]:
+        """Read from the group's offsets; with wake-ups, wait for one first when nothing new can be there.
+
+        Without wake-ups (no Redis) the log's own long poll waits instead, on the I/O pool. With them, an
+        empty read is followed by a wait for an announcement, at most the idle poll (the fallback for
+        appends nobody announces, e.g. producers writing straight into Kafka).
         """
         spec, cfg, log = self.spec, self.d.config, self.d.log
-        wakeups = self.d.wakeups
-        if wakeups is None:
-            return await self.d.blocking(log.fetch, spec.group, spec.stream, batch_size(spec, cfg),
-                                         cfg.fetch_wait_s, parts)
-        woken = wakeups.event(spec.stream)
-        woken.clear()  # before the read: an append announced during it wakes the wait below
-        records = await self.d.blocking(log.fetch, spec.group, spec.stream, batch_size(spec, cfg), _SHORT_WAIT_S,
-                                        parts)
-        if not records:
+        size = batch_size(spec, cfg)
+        woken = self._woken()
+        if woken is None:
+            return await self.d.blocking(log.fetch, spec.group, spec.stream, size, cfg.fetch_wait_s, parts)
+        if self._nothing_new(woken):
             try:
                 await asyncio.wait_for(woken.wait(), cfg.idle_poll_s)
             except TimeoutError:
                 pass
+        woken.clear()  # before the read: an append announced during it is seen by the next call
+        records = await self.d.blocking(log.fetch, spec.group, spec.stream, size,
+                                        0.0 if self.d.exact_reads else _SHORT_WAIT_S, parts)
+        self.caught_up = self.d.exact_reads and len(records) < size
         return records
 
     async def _record(self, records: list[Record], items: list[Item]) -> bool:
-        """Record a sent batch and commit its offsets; True when a partition's lease was lost meanwhile."""
+        """Record sent batches and commit their offsets; True when a partition's lease was lost meanwhile."""
         spec, log = self.spec, self.d.log
-        offsets = await record(spec, records, items, self.d.config, self.d.owner, self.d.db)
-        if offsets:
+        offsets, committed = await record(spec, records, items, self.d.config, self.d.owner, self.d.db,
+                                          log if self.d.log_in_app_db else None)
+        if offsets and not committed:
             await self.d.blocking(log.commit, spec.group, spec.stream, offsets)
         partitions = {r.partition for r in records}
         self.fresh -= partitions
@@ -231,13 +266,16 @@ def read_from(log: Any, stream: str, positions: dict[int, int], limit: int) -> l
     """Up to ``limit`` records from ``positions`` ({partition: next offset}) on, shared fairly; not the group's.
 
     The pipeline reads ahead of the committed offsets. The Kafka log reads every partition with one consumer
-    (``drain``; a short wait returns soon after data arrives); the SQL log one query per partition.
+    (``drain``; a short wait returns soon after data arrives); the SQL log one query for all (``read_many``).
     """
     share = -(-limit // max(1, len(positions)))
     drain = getattr(log, "drain", None)
     if drain is not None:
         got = drain(stream, dict(positions), limit, _SHORT_WAIT_S, share)
         return [r for p in sorted(got) for r in got[p]]
+    read_many = getattr(log, "read_many", None)
+    if read_many is not None:
+        return read_many(stream, dict(positions), share)
     out: list[Record] = []
     for partition, offset in sorted(positions.items()):
         out.extend(log.read(stream, partition, from_offset=offset, limit=share))
@@ -252,6 +290,11 @@ class Dispatcher:
         self.config = settings(flask_app.config)
         self.owner = owner or new_owner()
         self.log = open_app_log(flask_app)
+        # The SQL log in the app's own database: offsets commit in the transaction that records the batch.
+        self.log_in_app_db = log_shares_app_database(flask_app) and hasattr(self.log, "commit_in")
+        # Reads return everything committed before they start, up to their limit (the SQL log; Kafka's may
+        # return early): a short read means the runner has caught up.
+        self.exact_reads = bool(getattr(self.log, "exact_reads", False))
         self.runners: dict[str, Runner] = {}
         self.leases_valid_until = 0.0  # time.monotonic() until which our leases are surely ours
         self.courier = Courier(self.config)

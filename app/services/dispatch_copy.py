@@ -51,13 +51,23 @@ def bulk_insert(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     if db.session.get_bind().dialect.name != "postgresql":
         db.session.execute(insert(table), list(rows))
         return
-    from psycopg2 import sql
-
-    columns = list(rows[0])
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(table.c[c].name) for c in columns))
+    columns = tuple(rows[0])
     cursor = db.session.connection().connection.driver_connection.cursor()
     try:
+        statement = _statements.get((table.name, columns))
+        if statement is None:  # rendered once per table and columns (quoting needs a connection)
+            statement = _statements[(table.name, columns)] = _copy_statement(table, columns).as_string(cursor)
         cursor.copy_expert(statement, io.StringIO(copy_text(columns, rows)))
     finally:
         cursor.close()
+
+
+_statements: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _copy_statement(table: Table, columns: tuple[str, ...]) -> Any:
+    """``COPY table (columns) FROM STDIN`` with its identifiers quoted by psycopg2."""
+    from psycopg2 import sql
+
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(table.c[c].name) for c in columns))

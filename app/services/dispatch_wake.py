@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,11 +20,16 @@ logger = logging.getLogger(__name__)
 
 
 class Wakeups:
-    """One asyncio.Event per log stream, set from the Redis listener thread when the stream is appended to."""
+    """asyncio.Events per log stream, one per runner, all set from the Redis listener thread on an append.
+
+    Each runner has its own event (``listen``): a runner clearing its event before a read must not swallow
+    an announcement another runner of the same stream has not seen yet.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, redis: Any) -> None:
         self._loop = loop
-        self._events: dict[str, asyncio.Event] = {}
+        # Weak: a retired runner's event goes with the runner.
+        self._events: dict[str, weakref.WeakSet[asyncio.Event]] = {}
         self._redis = redis
 
     @classmethod
@@ -37,21 +43,24 @@ class Wakeups:
         wake._redis.listen()
         return wake
 
-    def event(self, log_name: str) -> asyncio.Event:
-        """The event set when ``log_name`` is appended to (loop thread only; clear it before you look)."""
-        ev = self._events.get(log_name)
-        if ev is None:
-            ev = self._events[log_name] = asyncio.Event()
+    def listen(self, log_name: str) -> asyncio.Event:
+        """A new event, set whenever ``log_name`` is appended to (loop thread only; clear it before you look)."""
+        ev = asyncio.Event()
+        self._events.setdefault(log_name, weakref.WeakSet()).add(ev)
         return ev
 
     def heard(self, log_name: str) -> None:
         """Called from the listener thread: wake the runners of ``log_name``."""
-        ev = self._events.get(log_name)  # streams nobody here consumes are ignored without a loop hop
-        if ev is not None:
-            try:
-                self._loop.call_soon_threadsafe(ev.set)
-            except RuntimeError:  # the loop closed: the dispatcher stopped
-                pass
+        if not self._events.get(log_name):  # streams nobody here consumes are ignored without a loop hop
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._set, log_name)
+        except RuntimeError:  # the loop closed: the dispatcher stopped
+            pass
+
+    def _set(self, log_name: str) -> None:
+        for ev in list(self._events.get(log_name, ())):
+            ev.set()
 
     def stop(self) -> None:
         """Stop listening."""

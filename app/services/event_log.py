@@ -29,6 +29,12 @@ def open_app_log(app: Flask) -> EventLog:
     return log
 
 
+def log_shares_app_database(app: Flask) -> bool:
+    """True when the event log lives in the app's own database (``EVENT_LOG_URL=sql``): one transaction can
+    then write metadata and log state (a group's offsets) together."""
+    return app.config["EVENT_LOG_URL"] == "sql"
+
+
 def event_log() -> EventLog:
     """The current app's event log."""
     return open_app_log(current_app)  # type: ignore[arg-type]

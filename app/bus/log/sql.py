@@ -1,10 +1,12 @@
 """The SQL event log on SQLAlchemy Core: SQLite (embedded default) and PostgreSQL (psycopg2)."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -25,6 +27,7 @@ from app.bus.log.sql_groups import SqlGroupsMixin
 from app.bus.log.sql_schema import events, group_offsets, log_partitions, log_streams
 from app.bus.log.sql_support import (
     READ,
+    RECORD_COLUMNS,
     WATERMARKS,
     create_engines,
     event_row,
@@ -70,6 +73,9 @@ def _check_retention(retention_ms: int | None) -> None:
 
 class SqlEventLog(SqlGroupsMixin):
     """EventLog on a SQL database: offsets assigned per partition inside the appending transaction."""
+
+    # A read returns every event committed before it started, up to its limit: fewer means none are left.
+    exact_reads = True
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self._engine, self._reader, self._writer, self._pg = create_engines(url, pool_size)
@@ -295,9 +301,37 @@ class SqlEventLog(SqlGroupsMixin):
             rows = conn.execute(READ, {"sid": sid, "p": partition, "o": from_offset, "n": limit}).all()
         return to_records(stream, rows)
 
+    def read_many(self, stream: str, starts: Mapping[int, int], per_partition: int) -> list[Record]:
+        """Up to ``per_partition`` events of each partition from its start offset, in (partition, offset) order.
+
+        One query for all of them (a consumer reading ahead of its committed offsets). Offsets are
+        consecutive within a partition, so ``[start, start + n)`` selects exactly the rows to return.
+        """
+        if per_partition <= 0 or not starts:
+            return []
+        if min(starts) < 0:
+            raise InvalidPartition(f"{stream} has no partition {min(starts)}")
+        if min(starts.values()) < 0:
+            raise InvalidOffset("offsets must not be negative")
+        sid = self._partition(stream, max(starts))
+        params: dict[str, int] = {"sid": sid}
+        for i, (p, o) in enumerate(sorted(starts.items())):
+            params.update({f"p{i}": p, f"o{i}": o, f"e{i}": o + per_partition})
+        with self._reader.connect() as conn:
+            rows = conn.execute(_read_many_statement(len(starts)), params).all()
+        return to_records(stream, rows)
+
     def offset_for_time(self, stream: str, partition: int, time_ms: int) -> int:
         """The first offset whose log time is >= ``time_ms`` (the high watermark if none)."""
         sid = self._partition(stream, partition)
         with self._reader.connect() as conn:
             return first_offset_at(conn, sid, partition, time_ms)
 
+
+@functools.lru_cache(maxsize=64)
+def _read_many_statement(partitions: int) -> sa.Select[Any]:
+    """``read_many``'s query for that many partitions, with bind parameters: built once, compiled once."""
+    ranges = [sa.and_(_ev.partition == sa.bindparam(f"p{i}"), _ev.offset >= sa.bindparam(f"o{i}"),
+                      _ev.offset < sa.bindparam(f"e{i}")) for i in range(partitions)]
+    return (sa.select(*RECORD_COLUMNS).where(_ev.stream_id == sa.bindparam("sid"), sa.or_(*ranges))
+            .order_by(_ev.partition, _ev.offset))

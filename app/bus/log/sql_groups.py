@@ -141,6 +141,13 @@ class SqlGroupsMixin:
             sid, heads = self._heads(conn, stream, group)
             self._upsert(conn, group, stream, sid, _checked(stream, heads, offsets))
 
+    def commit_in(self, conn: Connection, group: str, stream: str, offsets: Mapping[int, int]) -> None:
+        """``commit`` on the caller's connection, in its open transaction (the log shares its database):
+        the offsets move exactly when the caller's own writes commit."""
+        _check_group(group)
+        sid, heads = self._heads(conn, stream, group)
+        self._upsert(conn, group, stream, sid, _checked(stream, heads, offsets))
+
     def _upsert(self, conn: Connection, group: str, stream: str, sid: int, offsets: Mapping[int, int]) -> None:
         if not offsets:
             return

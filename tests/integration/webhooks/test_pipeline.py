@@ -4,11 +4,15 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.pool import NullPool
 
 from tests.integration.webhooks.conftest import FAST, Bus, dispatcher, event, retry_beat
 from tests.support.apps import ADMIN_PASSWORD, login, new_tenant
@@ -150,3 +154,88 @@ def test_a_publish_wakes_the_idle_dispatcher(redis_app: Flask, receiver: Receive
             assert not receiver.wait_ids({e["id"] for e in later}, "/woken", timeout=20)
     finally:
         bus.cleanup()
+
+
+@contextmanager
+def recording_blocked(app: Flask) -> Iterator[Any]:
+    """Hold a SHARE lock on ``deliveries`` from another connection: every recording (its COPY) waits behind it."""
+    engine = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"], poolclass=NullPool)
+    conn = engine.connect()
+    trans = conn.begin()
+    conn.execute(sa.text("LOCK TABLE deliveries IN SHARE MODE"))
+    try:
+        yield conn
+    finally:
+        trans.rollback()
+        conn.close()
+        engine.dispose()
+
+
+def _committed(bus: Bus, sub_id: str) -> dict[int, int]:
+    from app.models import Subscription
+    from app.services.event_log import event_log
+
+    with bus.app.app_context():
+        from app.extensions import db
+
+        sub = db.session.get(Subscription, sub_id)
+        return event_log().committed(sub.consumer_group, sub.stream.log_name)
+
+
+def test_sending_goes_on_while_a_recording_waits_up_to_the_bound(bus: Bus, receiver: Receiver) -> None:
+    # Delivery latency must not include the durable commits: while a recording is stuck, the next batches are
+    # still read and sent — up to UNRECORDED_BATCHES batches' worth, the bound on what a crash sends twice —
+    # and no offset moves past an event before its delivery row is written.
+    from app.services.dispatch import UNRECORDED_BATCHES
+
+    stream = bus.stream(partitions=1)
+    sub = bus.subscribe(stream, receiver.url("/ahead"), max_in_flight=2)  # 20-event batches
+    first = event(key="w")
+    burst = [event(key=f"k{i % 5}", n=i) for i in range(200)]
+    bound = 20 * UNRECORDED_BATCHES
+    with dispatcher(bus.app):
+        bus.publish(stream, [first])
+        bus.wait(lambda: len(bus.deliveries(sub["id"], "succeeded")) == 1, what="the first event recorded")
+        assert _committed(bus, sub["id"]) == {0: 1}
+        with recording_blocked(bus.app):
+            bus.publish(stream, burst)
+            bus.wait(lambda: len(receiver.requests("/ahead")) >= 1 + bound, what="batches sent, none recorded")
+            time.sleep(1.0)
+            assert len(receiver.requests("/ahead")) == 1 + bound  # and no more: the pipeline waits at the bound
+            assert _committed(bus, sub["id"]) == {0: 1}
+            assert len(bus.deliveries(sub["id"])) == 1
+        assert not receiver.wait_ids({e["id"] for e in burst}, "/ahead", timeout=60)
+        bus.wait(lambda: _committed(bus, sub["id"]) == {0: 201}, what="every offset committed")
+    counts = collections.Counter(r.webhook_id for r in receiver.requests("/ahead"))
+    assert len(counts) == 201 and max(counts.values()) == 1
+    assert len(bus.deliveries(sub["id"], "succeeded")) == 201
+
+
+def test_a_failed_recording_sends_its_batches_again_and_loses_nothing(bus: Bus, receiver: Receiver) -> None:
+    # The recording of the first batch dies (its database connection is terminated while it waits for a lock):
+    # neither it nor the batches sent after it may be committed; the runner re-reads from the committed offset
+    # and sends all of them again. Each event twice, each recorded once, nothing lost.
+    stream = bus.stream(partitions=1)
+    sub = bus.subscribe(stream, receiver.url("/again"), max_in_flight=2)  # 20-event batches
+    burst = [event(key=f"k{i % 5}", n=i) for i in range(60)]  # three batches, under the unrecorded bound
+    before = _committed(bus, sub["id"])
+    with dispatcher(bus.app):
+        with recording_blocked(bus.app) as lock:
+            bus.publish(stream, burst)
+            bus.wait(lambda: len(receiver.requests("/again")) >= 60, what="all three batches sent")
+
+            def stuck() -> list[int]:
+                return list(lock.execute(sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalars())
+
+            pids = bus.wait(stuck, what="the recording waiting for the lock")
+            assert len(pids) == 1
+            lock.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
+            assert _committed(bus, sub["id"]) == before
+        bus.wait(lambda: _committed(bus, sub["id"]) == {0: 60}, timeout=30, what="every offset committed")
+    counts = collections.Counter(r.webhook_id for r in receiver.requests("/again"))
+    assert set(counts) == {e["id"] for e in burst}
+    assert set(counts.values()) == {2}  # sent, not recorded, so sent again: exactly once more
+    rows = bus.deliveries(sub["id"], "succeeded")
+    assert sorted(d["event_id"] for d in rows) == sorted(e["id"] for e in burst)

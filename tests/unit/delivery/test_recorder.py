@@ -1,0 +1,81 @@
+"""The dispatcher's background recorder: batches recorded in order, merged while a recording runs, failures kept."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.bus.envelope import Event, Record
+from app.services.dispatch_record import Item
+from app.services.dispatch_recorder import Recorder
+
+
+def _batch(first: int, count: int) -> tuple[list[Record], list[Item]]:
+    records = [Record("t.s", 0, o, 0, Event(type="x", source="/t", id=f"e{o}", data=b"{}"))
+               for o in range(first, first + count)]
+    items = [Item(f"e{o}", "x", None, 0, o, b"{}") for o in range(first, first + count)]
+    return records, items
+
+
+def test_batches_queued_during_a_recording_are_recorded_together_in_order() -> None:
+    calls: list[list[int]] = []
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def record(records: list[Record], items: list[Item]) -> bool:
+            calls.append([r.offset for r in records])
+            await release.wait()
+            return False
+
+        rec = Recorder(record, "test")
+        rec.add(*_batch(0, 2))
+        await asyncio.sleep(0)  # the first recording starts and blocks
+        rec.add(*_batch(2, 2))
+        rec.add(*_batch(4, 1))
+        assert rec.backlog == 5 and not rec.idle
+        assert [i.offset for i in rec.items()] == [0, 1, 2, 3, 4]
+        release.set()
+        await rec.drain()
+        assert rec.idle and rec.backlog == 0 and rec.error is None
+
+    asyncio.run(scenario())
+    assert calls == [[0, 1], [2, 3, 4]]  # one recording for everything that queued behind the first
+
+
+def test_a_failed_recording_drops_what_queued_behind_it_and_is_raised() -> None:
+    calls: list[list[int]] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def record(records: list[Record], items: list[Item]) -> bool:
+            calls.append([r.offset for r in records])
+            await release.wait()
+            raise ConnectionError("database gone")
+
+        rec = Recorder(record, "test")
+        rec.add(*_batch(0, 1))
+        await asyncio.sleep(0)
+        rec.add(*_batch(1, 1))
+        release.set()
+        with pytest.raises(ConnectionError):
+            await rec.drain()
+        assert isinstance(rec.error, ConnectionError) and rec.idle
+        with pytest.raises(RuntimeError):
+            rec.add(*_batch(2, 1))  # nothing after a failure may be recorded (its offsets would skip the lost ones)
+
+    asyncio.run(scenario())
+    assert calls == [[0]]  # the batch behind the failed one was never recorded: it is re-read and sent again
+
+
+def test_a_lost_lease_is_reported() -> None:
+    async def scenario() -> bool:
+        async def record(records: list[Record], items: list[Item]) -> bool:
+            return True
+
+        rec = Recorder(record, "test")
+        rec.add(*_batch(0, 1))
+        await rec.drain()
+        return rec.lost
+
+    assert asyncio.run(scenario()) is True
