@@ -106,6 +106,8 @@ class Config:
     WEBHOOK_RETRY_BUDGET_S = float(os.environ.get("WEBHOOK_RETRY_BUDGET_S", "20"))
     WEBHOOK_REPLAY_CHUNK = _int("WEBHOOK_REPLAY_CHUNK", 50)
     WEBHOOK_DISPATCHER = _bool("WEBHOOK_DISPATCHER", True)  # False: this worker runs tasks only
+    # The dispatching worker's GIL switch interval (Python's default 0.005 s adds up to that per hand-over).
+    WEBHOOK_SWITCH_INTERVAL_S = float(os.environ.get("WEBHOOK_SWITCH_INTERVAL_S", "0.001"))
     # Fernet key encrypting webhook secrets at rest; absent: derived from SECRET_KEY.
     WEBHOOK_SECRET_KEY = os.environ.get("WEBHOOK_SECRET_KEY")
 
