@@ -106,6 +106,8 @@ class Config:
     WEBHOOK_RETRY_BUDGET_S = float(os.environ.get("WEBHOOK_RETRY_BUDGET_S", "20"))
     WEBHOOK_REPLAY_CHUNK = _int("WEBHOOK_REPLAY_CHUNK", 50)
     WEBHOOK_DISPATCHER = _bool("WEBHOOK_DISPATCHER", True)  # False: this worker runs tasks only
+    # Server processes freeze their startup objects out of the cyclic GC (app/runtime.py); off in tests.
+    GC_FREEZE_ON_START = _bool("GC_FREEZE_ON_START", True)
     # The dispatching worker's GIL switch interval (Python's default 0.005 s adds up to that per hand-over).
     WEBHOOK_SWITCH_INTERVAL_S = float(os.environ.get("WEBHOOK_SWITCH_INTERVAL_S", "0.001"))
     # Fernet key encrypting webhook secrets at rest; absent: derived from SECRET_KEY.
@@ -153,6 +155,7 @@ class TestingConfig(Config):
     """The test suite: callers pass DATABASE_URL / EVENT_LOG_URL overrides per test."""
 
     TESTING = True
+    GC_FREEZE_ON_START = False  # one pytest process builds many apps; freezing would keep their garbage
     WTF_CSRF_ENABLED = False
     SECRET_KEY = "test-secret-key-not-for-production-use-0123456789"  # noqa: S105 (tests only)
     ADMIN_PASSWORD = "admin-test-password"  # noqa: S105 (tests only)

@@ -79,6 +79,10 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
     def _remove_session(_exc: BaseException | None) -> None:
         db.session.remove()
 
+    if app.config.get("GC_FREEZE_ON_START"):
+        from app.runtime import freeze_startup_objects
+
+        freeze_startup_objects()  # a server process: what is loaded now lives as long as it does
     return app
 
 

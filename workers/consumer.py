@@ -1,9 +1,7 @@
 """The subscription consumer bootstep: a Celery worker runs the webhook dispatcher next to its task pool."""
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -24,6 +22,7 @@ class DispatcherStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         """Start consuming unless WEBHOOK_DISPATCHER is off for this worker."""
+        from app.runtime import tune_dispatcher_process
         from app.services.dispatch import Dispatcher
         from app.services.dispatch_config import settings
 
@@ -36,7 +35,8 @@ class DispatcherStep(bootsteps.StartStopStep):
             return
         self.dispatcher = Dispatcher(flask_app)
         self.dispatcher.start()
-        tune_runtime(settings(flask_app.config).switch_interval_s)
+        tune_dispatcher_process(settings(flask_app.config).switch_interval_s,
+                                freeze=bool(flask_app.config.get("GC_FREEZE_ON_START")))
 
     def stop(self, worker: Any) -> None:
         """Stop the dispatcher: in-flight batches finish and are recorded, leases are released."""
@@ -45,32 +45,6 @@ class DispatcherStep(bootsteps.StartStopStep):
             self.dispatcher = None
 
     shutdown = stop
-
-
-_frozen = False
-
-
-def tune_runtime(switch_interval_s: float) -> None:
-    """The dispatching process's runtime: startup objects frozen out of the GC, a shorter GIL switch interval
-    (``DeliverySettings.switch_interval_s``; 0 keeps Python's default)."""
-    freeze_startup_objects()
-    if switch_interval_s > 0:
-        sys.setswitchinterval(switch_interval_s)
-
-
-def freeze_startup_objects() -> None:
-    """Move everything loaded so far out of the cyclic garbage collector's reach (once per process).
-
-    The app, Celery, SQLAlchemy, aiohttp and their caches live as long as the worker. Left tracked, every
-    full collection traversed them (~250k objects, 130-190 ms here), a pause of every thread that showed
-    up as the tail of publish-to-delivered latency (docs/performance.md). Objects made later are
-    collected as before.
-    """
-    global _frozen
-    if not _frozen:
-        gc.collect()  # what is garbage now is freed, not frozen
-        gc.freeze()
-        _frozen = True
 
 
 def install(celery: Celery) -> None:
