@@ -105,6 +105,8 @@ class Config:
     WEBHOOK_RETRY_BATCH = _int("WEBHOOK_RETRY_BATCH", 200)
     WEBHOOK_RETRY_BUDGET_S = float(os.environ.get("WEBHOOK_RETRY_BUDGET_S", "20"))
     WEBHOOK_REPLAY_CHUNK = _int("WEBHOOK_REPLAY_CHUNK", 50)
+    # Succeeded and discarded deliveries (and their attempts) older than this are purged by beat; 0: kept.
+    DELIVERY_RETENTION_DAYS = _int("DELIVERY_RETENTION_DAYS", 30)
     WEBHOOK_DISPATCHER = _bool("WEBHOOK_DISPATCHER", True)  # False: this worker runs tasks only
     # Server processes freeze their startup objects out of the cyclic GC (app/runtime.py); off in tests.
     GC_FREEZE_ON_START = _bool("GC_FREEZE_ON_START", True)

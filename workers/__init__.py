@@ -49,6 +49,8 @@ def beat_schedule(config: Any) -> dict[str, dict[str, Any]]:
         "maintenance.disable_failing": every(60.0, "maintenance.disable_failing"),
         "maintenance.purge_idempotency": every(3600.0, "maintenance.purge_idempotency"),
         "maintenance.retention": every(60.0, "maintenance.retention"),
+        # Old succeeded/discarded deliveries and their attempts, in chunks within a time budget.
+        "maintenance.purge_deliveries": every(600.0, "maintenance.purge_deliveries"),
         # Gauges (lag, dead letters) sampled into the minute roll-ups; counters are flushed by each process.
         "metrics.rollup": every(60.0, "metrics.rollup"),
         # Alert rules (pending -> firing -> resolved); concurrent runs are safe (conditional updates).

@@ -37,7 +37,7 @@ from app.services.dispatch_batch import deliver, record
 from app.services.dispatch_config import DeliverySettings, settings
 from app.services.dispatch_record import Item
 from app.services.dispatch_recorder import Recorder
-from app.services.dispatch_send import Courier, SubSpec, spec_of
+from app.services.dispatch_send import Courier, SubSpec, share_of, spec_of
 from app.services.dispatch_wake import Wakeups
 from app.services.event_log import log_shares_app_database, open_app_log
 
@@ -394,6 +394,7 @@ class Dispatcher:
         for sub_id, spec in specs.items():
             mine = owned.get(sub_id, set())
             runner = self.runners.get(sub_id)
+            spec = share_of(spec, len(mine))  # its limits are the subscription's: split by partitions held
             if runner is None:
                 if not mine:
                     continue

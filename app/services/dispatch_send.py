@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -98,6 +99,22 @@ def spec_of(sub: Subscription, settings: DeliverySettings, now: datetime | None 
         type_ok=type_matcher(sub.event_types),
         event_filter=compile_filter(sub.filter),
     )
+
+
+def share_of(spec: SubSpec, held: int) -> SubSpec:
+    """The subscription as a dispatcher holding ``held`` of its partitions serves it.
+
+    ``max_in_flight`` and ``rate_limit_per_s`` are the subscription's, not each worker's: a dispatcher gets
+    its partitions' share of both (in flight rounded down, at least 1), so that several dispatchers
+    together stay within them. The share follows the partitions, not their traffic: with uneven
+    partitions the subscription as a whole may stay below its limits, never above (but for the minimum of
+    one request in flight per dispatcher).
+    """
+    if held <= 0 or held >= spec.partitions:
+        return spec
+    part = held / spec.partitions
+    return replace(spec, max_in_flight=max(1, math.floor(spec.max_in_flight * part)),
+                   rate_limit_per_s=spec.rate_limit_per_s * part if spec.rate_limit_per_s else None)
 
 
 def body_of(event: Event) -> bytes:

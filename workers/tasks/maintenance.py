@@ -1,4 +1,5 @@
-"""Maintenance tasks: disable failing subscriptions, purge idempotency records, enforce log retention."""
+"""Maintenance tasks: disable failing subscriptions, purge idempotency records and old deliveries, enforce log
+retention."""
 from __future__ import annotations
 
 import logging
@@ -30,3 +31,11 @@ def retention() -> int:
     from app.services.event_log import event_log
 
     return event_log().enforce_retention()
+
+
+@celery.task(name="maintenance.purge_deliveries", shared=False)
+def purge_deliveries() -> int:
+    """Delete succeeded and discarded deliveries older than DELIVERY_RETENTION_DAYS (with their attempts)."""
+    from app.services.delivery_retention import purge_old_deliveries
+
+    return purge_old_deliveries()

@@ -125,3 +125,23 @@ def test_sigkilled_worker_loses_nothing(pg_app: Flask, receiver: Receiver, tmp_p
     print(f"\nSIGKILL after {at_kill} of 10000 requests: {len(counts)} distinct events delivered, "  # noqa: T201
           f"{duplicates} delivered twice ({sum(1 for c in counts.values() if c > 1)} events)")
     assert len(counts) == 10_000
+
+
+def test_dispatchers_sharing_a_subscription_split_its_limits(bus: Bus, receiver: Receiver) -> None:
+    # max_in_flight and rate_limit_per_s are the subscription's: two dispatchers holding two of four partitions
+    # each get half of each, so that together they never send more than the subscription allows.
+    from tests.support.receiver import Reply
+
+    receiver.script("/split", Reply(200, delay_s=0.3))
+    stream = bus.stream(partitions=4)
+    sub = bus.subscribe(stream, receiver.url("/split"), max_in_flight=6, rate_limit_per_s=1000)
+    with dispatcher(bus.app, owner="d1") as d1, dispatcher(bus.app, owner="d2") as d2:
+        bus.wait(lambda: [len(p) for p in _leases(bus.app, sub["id"]).values()] == [2, 2], what="two partitions each")
+        bus.wait(lambda: all(sub["id"] in d.runners and d.runners[sub["id"]].spec.max_in_flight == 3
+                             for d in (d1, d2)), what="each runner at its share")
+        assert [d.runners[sub["id"]].spec.rate_limit_per_s for d in (d1, d2)] == [500.0, 500.0]
+        sent = [event(key=f"k{i}", n=i) for i in range(60)]  # every partition gets a backlog of slow requests
+        bus.publish(stream, sent)
+        assert not receiver.wait_ids({e["id"] for e in sent}, "/split", timeout=60)
+    assert receiver.max_in_flight <= 6  # without the split: up to 12 (6 from each dispatcher)
+    assert receiver.max_in_flight >= 4  # both dispatchers did send concurrently
