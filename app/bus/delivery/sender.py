@@ -160,6 +160,8 @@ async def _read_excerpt(response: aiohttp.ClientResponse, excerpt: bytearray) ->
         if not chunk:
             return  # the whole body read: the connection goes back to the pool
         excerpt += chunk
+        if content.at_eof():
+            return  # the usual short answer: read in one go, no second read to find the end
     drained = 0
     while drained <= MAX_DRAIN_BYTES:
         chunk = await content.read(MAX_DRAIN_BYTES + 1 - drained)
