@@ -171,9 +171,9 @@ class Runner:
                 if recorder.backlog >= size * UNRECORDED_BATCHES:
                     await recorder.changed()
                     continue
-                from_group = recorder.idle
+                from_group = len(positions) < len(parts) and recorder.idle
                 try:
-                    if from_group:  # everything committed: read from the group's offsets (waits when idle)
+                    if from_group:  # a partition not read yet starts at the group's offset (all is committed)
                         records = await self._fetch(parts)
                         if not records:
                             break  # idle: back to the loop, which re-checks the leases
@@ -181,9 +181,11 @@ class Runner:
                         # Where a partition not read yet starts is the group's offset: let the recordings land.
                         await recorder.changed()
                         continue
-                    else:  # batches are being recorded: read on from where the last one ended
+                    else:  # read on from where the last batch ended (it may still be being recorded)
                         records = await self._read_on(positions, size, recorder)
                         if not records:
+                            if recorder.idle:
+                                break  # idle and all committed: back to the loop (leases, the group's offsets)
                             continue
                 except StreamNotFound:
                     logger.warning("subscription %s: stream %s is gone from the log", spec.id, spec.stream)
@@ -215,7 +217,8 @@ class Runner:
             records = await self.d.blocking(read_from, self.d.log, spec.stream, positions, size)
             share = -(-size // max(1, len(positions)))
             per: collections.Counter[int] = collections.Counter(r.partition for r in records)
-            self.caught_up = self.d.exact_reads and all(n < share for n in per.values())
+            # An empty read reached the end of every partition on any log; a short one only on an exact log.
+            self.caught_up = not records or (self.d.exact_reads and all(n < share for n in per.values()))
         if not records:
             waits = [asyncio.ensure_future(recorder.changed(cfg.idle_poll_s))]
             if woken is not None:
@@ -247,7 +250,7 @@ class Runner:
         woken.clear()  # before the read: an append announced during it is seen by the next call
         records = await self.d.blocking(log.fetch, spec.group, spec.stream, size,
                                         0.0 if self.d.exact_reads else _SHORT_WAIT_S, parts)
-        self.caught_up = self.d.exact_reads and len(records) < size
+        self.caught_up = not records or (self.d.exact_reads and len(records) < size)
         return records
 
     async def _record(self, records: list[Record], items: list[Item]) -> bool:
