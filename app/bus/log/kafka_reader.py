@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 _POLL_SLICE_S = 0.1
 # A long poll returns this long after its first record at the latest (what is buffered by then comes along).
-LINGER_S = 0.01
+LINGER_S = 0.002
 
 
 class ReaderPool:
