@@ -17,47 +17,50 @@ def _batch(first: int, count: int) -> tuple[list[Record], list[Item]]:
     return records, items
 
 
+class Gate:
+    """A record function: notes the offsets it was given, waits until released, then returns or raises ``outcome``."""
+
+    def __init__(self, outcome: bool | Exception = False) -> None:
+        self.outcome = outcome
+        self.calls: list[list[int]] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, records: list[Record], items: list[Item]) -> bool:
+        self.calls.append([r.offset for r in records])
+        await self.release.wait()
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
 def test_batches_queued_during_a_recording_are_recorded_together_in_order() -> None:
-    calls: list[list[int]] = []
+    gate = Gate()
+
     async def scenario() -> None:
-        release = asyncio.Event()
-
-        async def record(records: list[Record], items: list[Item]) -> bool:
-            calls.append([r.offset for r in records])
-            await release.wait()
-            return False
-
-        rec = Recorder(record, "test")
+        rec = Recorder(gate, "test")
         rec.add(*_batch(0, 2))
         await asyncio.sleep(0)  # the first recording starts and blocks
         rec.add(*_batch(2, 2))
         rec.add(*_batch(4, 1))
         assert rec.backlog == 5 and not rec.idle
         assert [i.offset for i in rec.items()] == [0, 1, 2, 3, 4]
-        release.set()
+        gate.release.set()
         await rec.drain()
         assert rec.idle and rec.backlog == 0 and rec.error is None
 
     asyncio.run(scenario())
-    assert calls == [[0, 1], [2, 3, 4]]  # one recording for everything that queued behind the first
+    assert gate.calls == [[0, 1], [2, 3, 4]]  # one recording for everything that queued behind the first
 
 
 def test_a_failed_recording_drops_what_queued_behind_it_and_is_raised() -> None:
-    calls: list[list[int]] = []
+    gate = Gate(ConnectionError("database gone"))
 
     async def scenario() -> None:
-        release = asyncio.Event()
-
-        async def record(records: list[Record], items: list[Item]) -> bool:
-            calls.append([r.offset for r in records])
-            await release.wait()
-            raise ConnectionError("database gone")
-
-        rec = Recorder(record, "test")
+        rec = Recorder(gate, "test")
         rec.add(*_batch(0, 1))
         await asyncio.sleep(0)
         rec.add(*_batch(1, 1))
-        release.set()
+        gate.release.set()
         with pytest.raises(ConnectionError):
             await rec.drain()
         assert isinstance(rec.error, ConnectionError) and rec.idle
@@ -65,15 +68,15 @@ def test_a_failed_recording_drops_what_queued_behind_it_and_is_raised() -> None:
             rec.add(*_batch(2, 1))  # nothing after a failure may be recorded (its offsets would skip the lost ones)
 
     asyncio.run(scenario())
-    assert calls == [[0]]  # the batch behind the failed one was never recorded: it is re-read and sent again
+    assert gate.calls == [[0]]  # the batch behind the failed one was never recorded: it is re-read and sent again
 
 
 def test_a_lost_lease_is_reported() -> None:
-    async def scenario() -> bool:
-        async def record(records: list[Record], items: list[Item]) -> bool:
-            return True
+    gate = Gate(True)
+    gate.release.set()
 
-        rec = Recorder(record, "test")
+    async def scenario() -> bool:
+        rec = Recorder(gate, "test")
         rec.add(*_batch(0, 1))
         await rec.drain()
         return rec.lost
