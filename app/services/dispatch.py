@@ -182,10 +182,10 @@ class Runner:
                         await recorder.changed()
                         continue
                     else:  # read on from where the last batch ended (it may still be being recorded)
-                        records = await self._read_on(positions, size, recorder)
+                        records, quiet = await self._read_on(positions, size, recorder)
                         if not records:
-                            if recorder.idle:
-                                break  # idle and all committed: back to the loop (leases, the group's offsets)
+                            if quiet and recorder.idle:
+                                break  # a whole idle poll without news, all committed: back to the loop
                             continue
                 except StreamNotFound:
                     logger.warning("subscription %s: stream %s is gone from the log", spec.id, spec.stream)
@@ -205,9 +205,13 @@ class Runner:
         if pause:
             await asyncio.sleep(cfg.refresh_s)
 
-    async def _read_on(self, positions: dict[int, int], size: int, recorder: Recorder) -> list[Record]:
+    async def _read_on(self, positions: dict[int, int], size: int,
+                       recorder: Recorder) -> tuple[list[Record], bool]:
         """Read from ``positions`` (ahead of the committed offsets); when nothing is there, wait for an append
-        or a recording to finish, whichever comes first, at most the idle poll."""
+        or a recording to finish, whichever comes first, at most the idle poll.
+
+        Returns the records and whether the wait was a whole idle poll without either (``quiet``).
+        """
         spec, cfg = self.spec, self.d.config
         woken = self._woken()
         records: list[Record] = []
@@ -219,16 +223,21 @@ class Runner:
             per: collections.Counter[int] = collections.Counter(r.partition for r in records)
             # An empty read reached the end of every partition on any log; a short one only on an exact log.
             self.caught_up = not records or (self.d.exact_reads and all(n < share for n in per.values()))
-        if not records:
-            waits = [asyncio.ensure_future(recorder.changed(cfg.idle_poll_s))]
-            if woken is not None:
-                waits.append(asyncio.ensure_future(woken.wait()))
-            done, pending = await asyncio.wait(waits, timeout=cfg.idle_poll_s, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if not done:
-                self.caught_up = False  # the idle poll: read again even without an announcement
-        return records
+        if records:
+            return records, False
+        waits = []
+        if not recorder.idle:
+            waits.append(asyncio.ensure_future(recorder.changed(cfg.idle_poll_s)))
+        if woken is not None:
+            waits.append(asyncio.ensure_future(woken.wait()))
+        if not waits:
+            return records, True  # no wake-ups and nothing being recorded: the caller's long poll waits
+        done, pending = await asyncio.wait(waits, timeout=cfg.idle_poll_s, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if not done:
+            self.caught_up = False  # the idle poll: read again even without an announcement
+        return records, not done
 
     async def _fetch(self, parts: list[int]) -> list[Record]:
         """Read from the group's offsets; with wake-ups, wait for one first when nothing new can be there.
