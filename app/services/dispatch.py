@@ -45,8 +45,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _BACKOFF_MAX_S = 10.0
-# Reads that should not wait still pass a wait above 0: that is what makes the Kafka log return soon after
-# data arrives rather than at the end of every partition (kafka_reader.drain); the SQL log polls once more.
+# Kafka reads that should not wait still pass a wait above 0: that is what makes them return soon after
+# data arrives rather than at the end of every partition (kafka_reader.drain). The SQL log's reads are exact
+# and get 0 (one query).
 _SHORT_WAIT_S = 0.002
 # Batches' worth of events that may be sent and not yet recorded (what a crash can send twice).
 UNRECORDED_BATCHES = 4
