@@ -61,21 +61,9 @@
 
   Series.prototype.points = function () { return this.minutes.concat(this.seconds); };
 
-  var emptyText = {
-    id: "busEmpty",
-    afterDraw: function (chart, _args, options) {
-      var shown = chart.data.datasets.some(function (ds) { return ds.data.length > 0; });
-      if (shown || !options.text) { return; }
-      var area = chart.chartArea;
-      var ctx = chart.ctx;
-      ctx.save();
-      ctx.fillStyle = "#999";
-      ctx.textAlign = "center";
-      ctx.font = "13px sans-serif";
-      ctx.fillText(options.text, (area.left + area.right) / 2, (area.top + area.bottom) / 2);
-      ctx.restore();
-    }
-  };
+  var emptyText = window.busEmptyText(function (chart) {
+    return chart.data.datasets.some(function (ds) { return ds.data.length > 0; });
+  });
 
   function makeChart(id, kind, unit, empty, integer) {
     var chart = new Chart(document.getElementById(id), {

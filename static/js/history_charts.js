@@ -33,23 +33,12 @@
     return steps[steps.length - 1];
   }
 
-  var emptyText = {
-    id: "busEmpty",
-    afterDraw: function (chart, _args, options) {
-      var shown = chart.data.datasets.some(function (ds) {
-        return ds.data.some(function (p) { return p.y !== null && p.y !== 0; });
-      });
-      if (shown || !options.text) { return; }
-      var area = chart.chartArea;
-      var ctx = chart.ctx;
-      ctx.save();
-      ctx.fillStyle = "#999";
-      ctx.textAlign = "center";
-      ctx.font = "13px sans-serif";
-      ctx.fillText(options.text, (area.left + area.right) / 2, (area.top + area.bottom) / 2);
-      ctx.restore();
-    }
-  };
+  // Zeros count as nothing: a history of zeros is the same "no data yet" as an empty one.
+  var emptyText = window.busEmptyText(function (chart) {
+    return chart.data.datasets.some(function (ds) {
+      return ds.data.some(function (p) { return p.y !== null && p.y !== 0; });
+    });
+  });
 
   function timeAxis(stacked) {
     return {
