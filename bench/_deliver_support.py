@@ -189,10 +189,12 @@ def process(cmd: Sequence[str], env: dict[str, str], log_path: Path) -> Iterator
 
 
 @contextmanager
-def py_spy(pid: int, out: Path, gil: bool = False) -> Iterator[None]:
-    """Sample every thread of ``pid`` into ``out``.txt (collapsed stacks): wall time, or who holds the GIL."""
+def py_spy(pid: int, out: Path, mode: str = "wall") -> Iterator[None]:
+    """Sample the threads of ``pid`` into ``out``.txt (collapsed stacks): every thread (wall), the GIL holder
+    (gil), or the threads running on a CPU (cpu: includes work outside the GIL, e.g. in the database driver)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(sup.BIN / "py-spy"), "record", "--pid", str(pid), "--threads", "--gil" if gil else "--idle",
+    flags = {"wall": ["--idle"], "gil": ["--gil"], "cpu": []}[mode]
+    cmd = [str(sup.BIN / "py-spy"), "record", "--pid", str(pid), "--threads", *flags,
            "--rate", "200", "--format", "raw", "--output", f"{out}.txt", "--nonblocking"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(out.parent / f"{out.name}.log").open("wb"))
     time.sleep(1.0)  # attached before the load starts

@@ -194,8 +194,8 @@ def _bus_run(res: Result, args: argparse.Namespace, rec: ds.Receiver, base_url: 
     bodies = [ds.stamp(b) for b in seq.bodies(args.events, BATCH)]
     with ExitStack() as stack:
         if args.profile:
-            out = args.profile / f"{res.backend}-{'gil' if args.profile_gil else 'wall'}-run{len(res.bus_runs) + 1}"
-            stack.enter_context(ds.py_spy(worker_pid, out, args.profile_gil))
+            out = args.profile / f"{res.backend}-{args.profile_mode}-run{len(res.bus_runs) + 1}"
+            stack.enter_context(ds.py_spy(worker_pid, out, args.profile_mode))
         with parties.measure("bus throughput"):
             res.publish_runs.append(sup.post_batches(base_url, key, bodies, BATCH, args.publish_threads))
             st = rec.wait_unique(args.events, timeout_s=max(120.0, args.events / 50))
@@ -226,8 +226,8 @@ def _latency_phase(backend: str, args: argparse.Namespace, rec: ds.Receiver, bas
     bodies = seq.bodies(count, batch)
     with ExitStack() as stack:
         if args.profile:
-            out = args.profile / f"{backend}-{'gil' if args.profile_gil else 'wall'}-latency-{rate:.0f}"
-            stack.enter_context(ds.py_spy(worker_pid, out, args.profile_gil))
+            out = args.profile / f"{backend}-{args.profile_mode}-latency-{rate:.0f}"
+            stack.enter_context(ds.py_spy(worker_pid, out, args.profile_mode))
         with parties.measure(f"latency at {rate:,.0f}/s"):
             publish_s: list[float] = []
             req_rate = ds.paced_publish(base_url, key, bodies, rate / batch, args.latency_threads, publish_s)
@@ -339,7 +339,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--log-dir", type=Path, help="keep the processes' logs here")
     ap.add_argument("--profile", type=Path,
                     help="py-spy the bus worker during the throughput runs and latency phases into this dir")
-    ap.add_argument("--profile-gil", action="store_true", help="profile GIL holders (CPU), not wall time")
+    ap.add_argument("--profile-mode", choices=("wall", "gil", "cpu"), default="wall",
+                    help="what py-spy samples: every thread (wall), the GIL holder, or threads on a CPU")
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke check")
     args = ap.parse_args(argv)
     if args.quick:

@@ -159,7 +159,8 @@ class Runner:
         """
         spec, cfg = self.spec, self.d.config
         size = batch_size(spec, cfg)
-        recorder = Recorder(self._record, f"subscription {spec.id}")
+        recorder = Recorder(self._record, f"subscription {spec.id}", cfg.record_linger_s,
+                            size * UNRECORDED_BATCHES // 2)
         positions: dict[int, int] = {}  # next offsets after the batches fetched (read on from here while recording)
         pause = False
         try:

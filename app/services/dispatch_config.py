@@ -51,6 +51,8 @@ class DeliverySettings:
     # The worker process's GIL switch interval: the dispatcher's loop (HTTP) shares the GIL with its database
     # threads, and Python's default 5 ms turns every hand-over into up to 5 ms of delivery latency.
     switch_interval_s: float
+    # How long a runner's recorder waits for more sent batches to merge into one recording transaction.
+    record_linger_s: float
 
 
 def settings(config: Mapping[str, Any]) -> DeliverySettings:
@@ -75,4 +77,5 @@ def settings(config: Mapping[str, Any]) -> DeliverySettings:
         replay_chunk=setting(config, "WEBHOOK_REPLAY_CHUNK", 50, int),
         dispatcher_enabled=setting(config, "WEBHOOK_DISPATCHER", True, _bool),
         switch_interval_s=setting(config, "WEBHOOK_SWITCH_INTERVAL_S", 0.001, float),
+        record_linger_s=setting(config, "WEBHOOK_RECORD_LINGER_S", 0.02, float),
     )

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -128,13 +128,18 @@ def fence(owner: str, subscription_id: str, partitions: Sequence[int], ttl_s: fl
     """Renew the leases of ``partitions`` still held by ``owner`` (in the caller's transaction); those held."""
     if not partitions:
         return set()
-    # One Core UPDATE ... RETURNING (PostgreSQL, SQLite >= 3.35): it runs for every recorded batch.
-    stmt = (update(_LEASES)
-            .where(_LEASES.c.subscription_id == subscription_id, _LEASES.c.partition.in_(sorted(partitions)),
-                   _LEASES.c.owner == owner)
-            .values(expires_at=utcnow() + timedelta(seconds=ttl_s))
-            .returning(_LEASES.c.partition))
-    return set(db.session.execute(stmt).scalars())
+    params = {"sid": subscription_id, "parts": sorted(partitions), "holder": owner,
+              "until": utcnow() + timedelta(seconds=ttl_s)}
+    return set(db.session.execute(_FENCE, params).scalars())
+
+
+# One Core UPDATE ... RETURNING (PostgreSQL, SQLite >= 3.35), built once with bind parameters: it runs for
+# every recorded batch.
+_FENCE = (update(_LEASES)
+          .where(_LEASES.c.subscription_id == bindparam("sid"),
+                 _LEASES.c.partition.in_(bindparam("parts", expanding=True)), _LEASES.c.owner == bindparam("holder"))
+          .values(expires_at=bindparam("until"))
+          .returning(_LEASES.c.partition))
 
 
 def release_all(owner: str) -> None:

@@ -3,8 +3,9 @@
 The dispatcher's pipeline (``dispatch.Runner``) hands every sent batch to its runner's ``Recorder`` and goes
 on reading and sending; delivery latency then no longer includes the durable commits. The recorder takes
 everything queued, records it in one transaction and commits the log offsets (``record``), then takes what
-queued during that: under load a recording covers many batches (group commit), when idle it records each
-batch as it comes. Offsets move in batch order and only past recorded batches, so at-least-once holds; the
+queued during that: under load a recording covers many batches (group commit). Before each recording it
+lingers a little (``WEBHOOK_RECORD_LINGER_S``) for more batches to merge, unless enough events queued already.
+Offsets move in batch order and only past recorded batches, so at-least-once holds; the
 number of events sent and not yet recorded is bounded by the pipeline (``Runner``), which is what a crash
 can send twice.
 """
@@ -28,9 +29,13 @@ RecordFn = Callable[[list[Record], list[Item]], Awaitable[bool]]
 class Recorder:
     """Background recording of one runner's sent batches, in order, merged while one recording runs."""
 
-    def __init__(self, record: RecordFn, label: str) -> None:
+    def __init__(self, record: RecordFn, label: str, linger_s: float = 0.0, enough: int = 0) -> None:
+        """``linger_s``: how long a recording waits for more batches to merge, unless ``enough`` events queued."""
         self._record = record
         self._label = label
+        self._linger_s = linger_s
+        self._enough = enough
+        self._filled = asyncio.Event()  # set once ``enough`` events queued: a linger ends early
         self._queued: list[Batch] = []
         self._current: list[Batch] = []
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +70,8 @@ class Recorder:
         if self.error is not None:
             raise RuntimeError("recorder failed; nothing more may be recorded") from self.error
         self._queued.append((records, items))
+        if sum(len(r) for r, _ in self._queued) >= self._enough:
+            self._filled.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"record-{self._label}")
 
@@ -89,6 +96,15 @@ class Recorder:
     async def _run(self) -> None:
         try:
             while self._queued and self.error is None:
+                if self._linger_s > 0 and not self._filled.is_set():
+                    # Each recording is a transaction of several statements whatever its size: at moderate
+                    # rates merging a few batches' worth costs far less CPU, and delivery latency does not
+                    # wait for it (only the offsets and the delivery rows appear that much later).
+                    try:
+                        await asyncio.wait_for(self._filled.wait(), self._linger_s)
+                    except TimeoutError:
+                        pass
+                self._filled.clear()
                 self._current, self._queued = self._queued, []
                 records = [r for batch, _ in self._current for r in batch]
                 items = [i for _, batch in self._current for i in batch]

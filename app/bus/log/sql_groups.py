@@ -1,6 +1,7 @@
 """Consumer groups of the SQL event log: fetch, commit, lag and resets over the group_offsets table."""
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -151,13 +152,9 @@ class SqlGroupsMixin:
     def _upsert(self, conn: Connection, group: str, stream: str, sid: int, offsets: Mapping[int, int]) -> None:
         if not offsets:
             return
-        ins = (pg_insert if self._pg else sqlite_insert)(group_offsets)
-        stmt = ins.on_conflict_do_update(
-            index_elements=[_go.group_name, _go.stream_id, _go.partition], set_={"offset": ins.excluded.offset}
-        )
         rows = [{"group_name": group, "stream_id": sid, "partition": p, "offset": o} for p, o in offsets.items()]
         try:
-            conn.execute(stmt, rows)
+            conn.execute(_upsert_statement(self._pg), rows)
         except sa.exc.IntegrityError:  # the stream was deleted while we committed
             raise StreamNotFound(stream) from None
 
@@ -207,6 +204,16 @@ class SqlGroupsMixin:
             stmt = stmt.where(log_streams.c.name == stream)
         with self._reader.connect() as conn:
             return [(g, s) for g, s in conn.execute(stmt)]
+
+
+@functools.lru_cache(maxsize=2)
+def _upsert_statement(pg: bool) -> sa.Insert:
+    """INSERT ... ON CONFLICT DO UPDATE of a group's offsets: built once per dialect (the dispatcher commits
+    offsets for every recorded batch, and building ``excluded`` anew each time cost more than running it)."""
+    ins = (pg_insert if pg else sqlite_insert)(group_offsets)
+    return ins.on_conflict_do_update(
+        index_elements=[_go.group_name, _go.stream_id, _go.partition], set_={"offset": ins.excluded.offset}
+    )
 
 
 def _checked(stream: str, heads: Heads, offsets: Mapping[Any, Any]) -> dict[int, int]:

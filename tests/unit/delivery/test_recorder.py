@@ -82,3 +82,34 @@ def test_a_lost_lease_is_reported() -> None:
         return rec.lost
 
     assert asyncio.run(scenario()) is True
+
+
+def test_a_lingering_recorder_merges_batches_added_within_its_linger() -> None:
+    gate = Gate()
+    gate.release.set()
+
+    async def scenario() -> None:
+        rec = Recorder(gate, "test", linger_s=0.2, enough=100)
+        rec.add(*_batch(0, 2))
+        await asyncio.sleep(0.01)  # the recording has started and lingers: nothing recorded yet
+        assert gate.calls == [] and not rec.idle
+        rec.add(*_batch(2, 3))
+        await rec.drain()
+
+    asyncio.run(scenario())
+    assert gate.calls == [[0, 1, 2, 3, 4]]  # one recording, not one per batch
+
+
+def test_enough_queued_events_end_the_linger_at_once() -> None:
+    gate = Gate()
+    gate.release.set()
+
+    async def scenario() -> None:
+        rec = Recorder(gate, "test", linger_s=60.0, enough=4)
+        rec.add(*_batch(0, 2))
+        await asyncio.sleep(0.01)
+        rec.add(*_batch(2, 2))  # 4 events queued: recorded now, not after the 60 s linger
+        await asyncio.wait_for(rec.drain(), 10.0)  # TimeoutError if the linger ran on
+
+    asyncio.run(scenario())
+    assert gate.calls == [[0, 1, 2, 3]]
