@@ -77,5 +77,5 @@ def settings(config: Mapping[str, Any]) -> DeliverySettings:
         replay_chunk=setting(config, "WEBHOOK_REPLAY_CHUNK", 50, int),
         dispatcher_enabled=setting(config, "WEBHOOK_DISPATCHER", True, _bool),
         switch_interval_s=setting(config, "WEBHOOK_SWITCH_INTERVAL_S", 0.001, float),
-        record_linger_s=setting(config, "WEBHOOK_RECORD_LINGER_S", 0.02, float),
+        record_linger_s=setting(config, "WEBHOOK_RECORD_LINGER_S", 0.05, float),
     )
