@@ -75,8 +75,14 @@ class Recorder:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"record-{self._label}")
 
-    async def changed(self, timeout_s: float | None = None) -> None:
-        """Wait until a recording finishes (or fails), at most ``timeout_s``."""
+    def hurry(self) -> None:
+        """End a linger now: the pipeline waits for the recorder (its bound, a partition's start, a drain)."""
+        self._filled.set()
+
+    async def changed(self, timeout_s: float | None = None, hurry: bool = False) -> None:
+        """Wait until a recording finishes (or fails), at most ``timeout_s``; ``hurry``: end a linger first."""
+        if hurry:
+            self.hurry()
         self._changed.clear()
         if self._task is None or self._task.done():
             return
@@ -86,7 +92,8 @@ class Recorder:
             pass
 
     async def drain(self) -> None:
-        """Wait until everything queued is recorded; re-raises a recording's failure."""
+        """Wait until everything queued is recorded (no linger); re-raises a recording's failure."""
+        self.hurry()
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
         if self.error is not None:

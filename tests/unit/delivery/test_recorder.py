@@ -113,3 +113,32 @@ def test_enough_queued_events_end_the_linger_at_once() -> None:
 
     asyncio.run(scenario())
     assert gate.calls == [[0, 1, 2, 3]]
+
+
+def test_a_pipeline_waiting_for_the_recorder_ends_its_linger() -> None:
+    gate = Gate()
+    gate.release.set()
+
+    async def scenario() -> bool:
+        rec = Recorder(gate, "test", linger_s=60.0, enough=1000)
+        rec.add(*_batch(0, 2))
+        await asyncio.sleep(0.01)
+        assert gate.calls == []  # lingering
+        await asyncio.wait_for(rec.changed(hurry=True), 10.0)  # TimeoutError if the linger ran on
+        return rec.idle
+
+    assert asyncio.run(scenario())
+    assert gate.calls == [[0, 1]]
+
+
+def test_drain_does_not_wait_for_the_linger() -> None:
+    gate = Gate()
+    gate.release.set()
+
+    async def scenario() -> None:
+        rec = Recorder(gate, "test", linger_s=60.0, enough=1000)
+        rec.add(*_batch(0, 3))
+        await asyncio.wait_for(rec.drain(), 10.0)
+
+    asyncio.run(scenario())
+    assert gate.calls == [[0, 1, 2]]
