@@ -304,12 +304,23 @@ class KafkaEventLog:
 
     def check_offset(self, stream: str, partition: int, offset: int) -> None:
         """InvalidOffset unless 0 <= offset <= end; the end is probed only when the cheap answer says no."""
-        if offset < 0:
-            raise InvalidOffset(f"negative offset {offset}")
-        if offset <= self._admin.highs(stream, [partition])[partition]:
+        self.check_offsets(stream, {partition: offset})
+
+    def check_offsets(self, stream: str, offsets: Mapping[int, int]) -> None:
+        """``check_offset`` for several partitions: one ListOffsets request for all of them."""
+        for partition, offset in offsets.items():
+            if offset < 0:
+                raise InvalidOffset(f"negative offset {offset} of {stream}[{partition}]")
+        if not offsets:
             return
-        if offset > self.ends(stream, [partition])[partition]:
-            raise InvalidOffset(f"offset {offset} is beyond the end of {stream}[{partition}]")
+        highs = self._admin.highs(stream, sorted(offsets))
+        beyond = sorted(p for p, o in offsets.items() if o > highs[p])
+        if not beyond:
+            return
+        ends = self.ends(stream, beyond)
+        for partition in beyond:
+            if offsets[partition] > ends[partition]:
+                raise InvalidOffset(f"offset {offsets[partition]} is beyond the end of {stream}[{partition}]")
 
     # -- consumer groups ----------------------------------------------------------------------
     def fetch(
@@ -326,6 +337,14 @@ class KafkaEventLog:
     def commit(self, group: str, stream: str, offsets: Mapping[int, int]) -> None:
         """Store the group's next offsets to read."""
         self.groups_api.commit(group, stream, offsets)
+
+    def commit_read(self, group: str, stream: str, offsets: Mapping[int, int]) -> None:
+        """``commit`` of offsets that follow records the caller has just read (the webhook dispatcher's).
+
+        They are within their partitions by construction, so the end check (a ListOffsets request to the
+        broker for every commit) is skipped; partitions are still checked against the stream.
+        """
+        self.groups_api.commit(group, stream, offsets, verify_ends=False)
 
     def committed(self, group: str, stream: str) -> dict[int, int]:
         """Committed offsets by partition."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
 from app.bus.envelope import Record
-from app.bus.log.base import InvalidPartition, LogError, PartitionLag, ResetTarget
+from app.bus.log.base import InvalidOffset, InvalidPartition, LogError, PartitionLag, ResetTarget
 from app.bus.log.kafka_admin import kafka_error, raise_for
 
 if TYPE_CHECKING:
@@ -67,14 +67,19 @@ class KafkaGroups:
             active = still
         return _round_robin(taken, max_records)
 
-    def commit(self, group: str, stream: str, offsets: Mapping[int, int]) -> None:
-        """Store next offsets to read; InvalidPartition / InvalidOffset for ones outside the stream."""
+    def commit(self, group: str, stream: str, offsets: Mapping[int, int], verify_ends: bool = True) -> None:
+        """Store next offsets to read; InvalidPartition / InvalidOffset for ones outside the stream.
+
+        ``verify_ends=False``: the caller read the records these offsets follow (see ``commit_read``).
+        """
         count = self._log.partitions(stream)
         self._check_parts(stream, count, list(offsets))
         if not offsets:
             return
-        for partition, offset in offsets.items():
-            self._log.check_offset(stream, partition, offset)
+        if verify_ends:
+            self._log.check_offsets(stream, offsets)
+        elif min(offsets.values()) < 0:
+            raise InvalidOffset(f"negative offset in {dict(offsets)}")
         self._alter(group, stream, dict(offsets))
 
     def committed(self, group: str, stream: str) -> dict[int, int]:
@@ -119,8 +124,7 @@ class KafkaGroups:
                 raise ValueError("reset offsets must map partition to offset")
             target = {int(p): int(o) for p, o in raw.items()}
             self._check_parts(stream, len(parts), list(target))
-            for partition, offset in target.items():
-                self._log.check_offset(stream, partition, offset)
+            self._log.check_offsets(stream, target)
         else:
             raise ValueError("reset to 'earliest', 'latest', {'time': ms} or {'offsets': {partition: offset}}")
         if target:

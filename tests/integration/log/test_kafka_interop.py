@@ -153,3 +153,24 @@ def test_group_offsets_are_shared_with_kafka_clients(kafka_log: KafkaEventLog, k
     finally:
         plain.close()
     assert (group, topic) in kafka_log.groups(topic)
+
+
+def test_commit_read_skips_only_the_end_check(kafka_log: KafkaEventLog, topic: str) -> None:
+    # The dispatcher commits offsets that follow records it has just read: no ListOffsets request is needed
+    # to know they are within the partition, but partitions and signs are still checked.
+    from app.bus.log.base import InvalidOffset, InvalidPartition
+
+    kafka_log.create_stream(topic, 2)
+    kafka_log.append(topic, [Event(type="t", data=b"{}", key=f"k{i}") for i in range(6)])
+    group = f"{topic}-dispatch"
+    read = {p: rs[-1].offset + 1 for p, rs in kafka_log.drain(topic, {0: 0, 1: 0}, 100, 0.5).items() if rs}
+    kafka_log.commit_read(group, topic, read)
+    assert kafka_log.committed(group, topic) == read
+    with pytest.raises(InvalidPartition):
+        kafka_log.commit_read(group, topic, {2: 0})
+    with pytest.raises(InvalidOffset):
+        kafka_log.commit_read(group, topic, {0: -1})
+    # The checked commit looks at every partition's end in one request and still refuses one beyond it.
+    with pytest.raises(InvalidOffset):
+        kafka_log.commit(group, topic, {0: read.get(0, 0), 1: read.get(1, 0) + 1})
+    assert kafka_log.committed(group, topic) == read
