@@ -20,10 +20,12 @@ def _batch(first: int, count: int) -> tuple[list[Record], list[Item]]:
 class Gate:
     """A record function: notes the offsets it was given, waits until released, then returns or raises ``outcome``."""
 
-    def __init__(self, outcome: bool | Exception = False) -> None:
+    def __init__(self, outcome: bool | Exception = False, released: bool = False) -> None:
         self.outcome = outcome
         self.calls: list[list[int]] = []
         self.release = asyncio.Event()
+        if released:
+            self.release.set()
 
     async def __call__(self, records: list[Record], items: list[Item]) -> bool:
         self.calls.append([r.offset for r in records])
@@ -85,8 +87,7 @@ def test_a_lost_lease_is_reported() -> None:
 
 
 def test_a_lingering_recorder_merges_batches_added_within_its_linger() -> None:
-    gate = Gate()
-    gate.release.set()
+    gate = Gate(released=True)
 
     async def scenario() -> None:
         rec = Recorder(gate, "test", linger_s=0.2, enough=100)
@@ -101,8 +102,7 @@ def test_a_lingering_recorder_merges_batches_added_within_its_linger() -> None:
 
 
 def test_enough_queued_events_end_the_linger_at_once() -> None:
-    gate = Gate()
-    gate.release.set()
+    gate = Gate(released=True)
 
     async def scenario() -> None:
         rec = Recorder(gate, "test", linger_s=60.0, enough=4)
@@ -116,8 +116,7 @@ def test_enough_queued_events_end_the_linger_at_once() -> None:
 
 
 def test_a_pipeline_waiting_for_the_recorder_ends_its_linger() -> None:
-    gate = Gate()
-    gate.release.set()
+    gate = Gate(released=True)
 
     async def scenario() -> bool:
         rec = Recorder(gate, "test", linger_s=60.0, enough=1000)
@@ -132,8 +131,7 @@ def test_a_pipeline_waiting_for_the_recorder_ends_its_linger() -> None:
 
 
 def test_drain_does_not_wait_for_the_linger() -> None:
-    gate = Gate()
-    gate.release.set()
+    gate = Gate(released=True)
 
     async def scenario() -> None:
         rec = Recorder(gate, "test", linger_s=60.0, enough=1000)
