@@ -54,15 +54,19 @@ class KafkaGroups:
             share = -(-budget // len(active))
             got = self._log.drain(stream, {p: starts[p] for p in active}, share * len(active),
                                   wait_s=wait, per_partition_limit=share)
-            wait = 0.0
+            # A long poll returns soon after its first record (kafka_reader.LINGER_S), maybe before another
+            # partition's records arrived: every partition short of its share gets the next round, which
+            # does not wait and so reads each to its end.
+            lingered, wait = wait > 0, 0.0
             if not any(got.values()):
                 break
             still = []
             for p in active:
                 taken[p].extend(got[p])
                 budget -= len(got[p])
-                if len(got[p]) >= share:
+                if got[p]:
                     starts[p] = got[p][-1].offset + 1
+                if len(got[p]) >= share or lingered:
                     still.append(p)
             active = still
         return _round_robin(taken, max_records)
