@@ -302,12 +302,9 @@ class KafkaEventLog:
                 raise InvalidPartition(f"{stream} has partitions 0..{count - 1}, not {partition}")
         return count
 
-    def check_offset(self, stream: str, partition: int, offset: int) -> None:
-        """InvalidOffset unless 0 <= offset <= end; the end is probed only when the cheap answer says no."""
-        self.check_offsets(stream, {partition: offset})
-
     def check_offsets(self, stream: str, offsets: Mapping[int, int]) -> None:
-        """``check_offset`` for several partitions: one ListOffsets request for all of them."""
+        """InvalidOffset unless 0 <= offset <= end for each partition: one ListOffsets request for all of them;
+        the exact end is probed only for partitions where that cheap answer says no."""
         for partition, offset in offsets.items():
             if offset < 0:
                 raise InvalidOffset(f"negative offset {offset} of {stream}[{partition}]")
