@@ -152,7 +152,8 @@ class Runner:
 
         Sending never waits for a recording (the durable commits are off the latency path) unless more than
         ``UNRECORDED_BATCHES`` batches' worth of events wait to be recorded (the bound on what a crash sends
-        twice). Offsets are committed in batch order, each only once its batch is recorded, so at-least-once
+        twice). While behind (the last read came back full) on an exact log, the next batch is read while this
+        one is sent. Offsets are committed in batch order, each only once its batch is recorded, so at-least-once
         holds: a failure anywhere re-reads from the committed offsets. Returns when the log is drained and all
         is recorded (an idle long poll), the partitions changed, or on stopping; always after everything sent
         is recorded and committed.
@@ -163,6 +164,7 @@ class Runner:
                             size * UNRECORDED_BATCHES // 2)
         positions: dict[int, int] = {}  # next offsets after the batches fetched (read on from here while recording)
         pause = False
+        ahead: asyncio.Future[list[Record]] | None = None
         try:
             while self._keep_going(parts):
                 if recorder.error is not None or recorder.lost:
@@ -185,7 +187,13 @@ class Runner:
                         await recorder.changed(hurry=True)
                         continue
                     else:  # read on from where the last batch ended (it may still be being recorded)
-                        records, quiet = await self._read_on(positions, size, recorder)
+                        records = []
+                        if ahead is not None:
+                            ahead, read = None, ahead
+                            records = self._took(await read, len(positions), size)
+                        quiet = False
+                        if not records:
+                            records, quiet = await self._read_on(positions, size, recorder)
                         if not records:
                             if quiet and recorder.idle:
                                 break  # a whole idle poll without news, all committed: back to the loop
@@ -199,10 +207,16 @@ class Runner:
                 else:
                     for r in records:
                         positions[r.partition] = max(positions.get(r.partition, 0), r.offset + 1)
+                if self.d.exact_reads and not self.caught_up and len(positions) == len(parts):
+                    # Behind: the next batch is surely there. Read it while this one is sent.
+                    ahead = self._start_read(positions, size)
                 dedup = bool(self.fresh & {r.partition for r in records})
                 items = await deliver(spec, records, dedup, self.d.courier, cfg, self.d.db, list(recorder.items()))
                 recorder.add(records, items)
         finally:
+            if ahead is not None:
+                ahead.cancel()
+                ahead.add_done_callback(_ignore)
             # Sent already: record it even when leaving on an error, to spare duplicates after the restart.
             await recorder.drain()
         if pause:
@@ -215,17 +229,11 @@ class Runner:
 
         Returns the records and whether the wait was a whole idle poll without either (``quiet``).
         """
-        spec, cfg = self.spec, self.d.config
+        cfg = self.d.config
         woken = self._woken()
         records: list[Record] = []
         if not self._nothing_new(woken):
-            if woken is not None:
-                woken.clear()  # before the read: an append announced during it ends the wait below
-            records = await self.d.blocking(read_from, self.d.log, spec.stream, positions, size)
-            share = -(-size // max(1, len(positions)))
-            per: collections.Counter[int] = collections.Counter(r.partition for r in records)
-            # An empty read reached the end of every partition on any log; a short one only on an exact log.
-            self.caught_up = not records or (self.d.exact_reads and all(n < share for n in per.values()))
+            records = self._took(await self._start_read(positions, size), len(positions), size)
         if records:
             return records, False
         waits = []
@@ -241,6 +249,21 @@ class Runner:
         if not done:
             self.caught_up = False  # the idle poll: read again even without an announcement
         return records, not done
+
+    def _start_read(self, positions: dict[int, int], size: int) -> asyncio.Future[list[Record]]:
+        """Start reading from ``positions`` on the I/O pool (clearing the wake-up first)."""
+        woken = self._woken()
+        if woken is not None:
+            woken.clear()  # before the read: an append announced during it is seen by the next wait or read
+        return asyncio.ensure_future(self.d.blocking(read_from, self.d.log, self.spec.stream, dict(positions), size))
+
+    def _took(self, records: list[Record], partitions: int, size: int) -> list[Record]:
+        """Note whether a read from ``partitions`` positions caught up with the log; the records."""
+        share = -(-size // max(1, partitions))
+        per: collections.Counter[int] = collections.Counter(r.partition for r in records)
+        # An empty read reached the end of every partition on any log; a short one only on an exact log.
+        self.caught_up = not records or (self.d.exact_reads and all(n < share for n in per.values()))
+        return records
 
     async def _fetch(self, parts: list[int]) -> list[Record]:
         """Read from the group's offsets; with wake-ups, wait for one first when nothing new can be there.
@@ -276,6 +299,12 @@ class Runner:
         partitions = {r.partition for r in records}
         self.fresh -= partitions
         return bool(partitions - set(offsets))
+
+
+def _ignore(fut: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned read's outcome, so that asyncio does not log its error as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def read_from(log: Any, stream: str, positions: dict[int, int], limit: int) -> list[Record]:

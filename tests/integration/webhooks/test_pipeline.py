@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 from tests.integration.webhooks.conftest import FAST, Bus, dispatcher, event, retry_beat
 from tests.support.apps import ADMIN_PASSWORD, login, new_tenant
 from tests.support.fixtures import app_on
-from tests.support.receiver import Receiver, fail, ok
+from tests.support.receiver import Receiver, Reply, fail, ok
 
 
 @pytest.mark.parametrize("app", ["postgresql", "sqlite"], indirect=True)
@@ -90,6 +90,36 @@ def _every_event_once(bus: Bus, receiver: Receiver, count: int) -> None:
 
 def test_pipelined_batches_deliver_every_event_once(bus: Bus, receiver: Receiver) -> None:
     _every_event_once(bus, receiver, 1_000)
+
+
+def test_a_runner_behind_reads_the_next_batch_while_sending_this_one(bus: Bus, receiver: Receiver,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A backlog of five 20-event batches, each reply 20 ms late: with read-ahead the read of batch N+1 starts
+    # before the last request of batch N reaches the receiver (without it, only after batch N's replies).
+    from app.services import dispatch
+
+    reads: list[tuple[float, dict[int, int]]] = []
+    real_read_from = dispatch.read_from
+
+    def timed_read_from(log: Any, stream: str, positions: dict[int, int], limit: int) -> Any:
+        reads.append((time.monotonic(), dict(positions)))
+        return real_read_from(log, stream, positions, limit)
+
+    monkeypatch.setattr(dispatch, "read_from", timed_read_from)
+    stream = bus.stream(partitions=1)
+    sub = bus.subscribe(stream, receiver.url("/behind"), max_in_flight=2)  # 20-event batches
+    receiver.script("/behind", Reply(200, delay_s=0.02))
+    sent = [event(key=f"k{i % 7}", n=i) for i in range(100)]
+    bus.publish(stream, sent)
+    with dispatcher(bus.app):
+        assert not receiver.wait_ids({e["id"] for e in sent}, "/behind", timeout=60)
+        bus.wait(lambda: _committed(bus, sub["id"]) == {0: 100}, what="every offset committed")
+    arrived = {r.webhook_id: r.at for r in receiver.requests("/behind")}
+    assert len(arrived) == 100 and len(receiver.requests("/behind")) == 100  # each once
+    started = {positions[0]: at for at, positions in reads if positions}
+    for first in (20, 40, 60, 80):  # the read of each later batch began while the one before was still sent
+        assert started[first] < arrived[sent[first - 1]["id"]], f"batch at {first} read only after the one before"
+    assert len(bus.deliveries(sub["id"], "succeeded")) == 100
 
 
 @pytest.fixture(scope="module")
