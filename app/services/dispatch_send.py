@@ -142,7 +142,8 @@ class Courier:
         """The pooled HTTP client (created in the running loop)."""
         if self._sender is None:
             self._sender = WebhookSender(timeout_s=self.settings.timeout_s,
-                                         max_connections=self.settings.max_in_flight_cap)
+                                         max_connections=self.settings.max_in_flight_cap,
+                                         allow_private=self.settings.allow_private)
         return self._sender
 
     def _limit(self, spec: SubSpec) -> tuple[asyncio.Semaphore, TokenBucket | None]:

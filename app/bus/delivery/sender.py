@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from app.bus.delivery.retry import parse_retry_after
+from app.bus.delivery.ssrf import GuardedResolver, RefusedAddress
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ class WebhookSender:
         max_connections: int = 1000,
         user_agent: str = "apg-event-bus/0.1",
         dns_cache_ttl_s: int = 10,
+        allow_private: bool = False,
     ) -> None:
+        """``allow_private``: connect to names resolving to loopback, private or link-local addresses too."""
         self.timeout_s = timeout_s
+        self.allow_private = allow_private
         self.max_connections = max_connections
         self.user_agent = user_agent
         # Short: the SSRF guard checks the name's addresses per batch, the pool should not outlive a DNS change.
@@ -69,7 +73,10 @@ class WebhookSender:
                 del self._sessions[old]  # its loop is gone: nothing can close it any more
             session = self._sessions[loop] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self.max_connections, ttl_dns_cache=self.dns_cache_ttl_s, keepalive_timeout=KEEPALIVE_S
+                    limit=self.max_connections, ttl_dns_cache=self.dns_cache_ttl_s, keepalive_timeout=KEEPALIVE_S,
+                    # The SSRF guard on the addresses actually connected to (DNS rebinding), not only on a lookup
+                    # made before; with private targets allowed there is nothing to check.
+                    resolver=None if self.allow_private else GuardedResolver(),
                 ),
                 timeout=self._timeout(self.timeout_s),
                 # No proxies, .netrc credentials or env CA overrides picked up by accident: deliveries go
@@ -173,6 +180,8 @@ async def _read_excerpt(response: aiohttp.ClientResponse, excerpt: bytearray) ->
 
 def _describe(exc: BaseException) -> str:
     """A readable one-line reason for a failed request (some aiohttp errors have an empty message)."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, RefusedAddress):
+        return f"refused: {exc.os_error}"  # as when the check before the batch refuses the URL
     if isinstance(exc, aiohttp.ClientConnectorError):
         prefix = "connection failed"
     elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientResponseError):

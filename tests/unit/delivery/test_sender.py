@@ -321,3 +321,23 @@ def test_one_session_per_event_loop() -> None:
     # A loop ends without closing the sender (a thread's asyncio.Runner replaced): the next loop gets its own.
     assert asyncio.run(main(close=False)) == [200, 200]
     assert asyncio.run(main(close=True)) == [200, 200]
+
+
+def test_names_resolving_to_private_addresses_are_refused_when_connecting() -> None:
+    # The sender checks the addresses it connects to, whatever was checked before: "localhost" resolves (from
+    # /etc/hosts) to loopback, so without WEBHOOK_ALLOW_PRIVATE no request leaves; with it, the same URL works.
+    async def main() -> None:
+        async with serve() as server:
+            url = server.base.replace("127.0.0.1", "localhost") + "/ok"
+            async with WebhookSender(timeout_s=2) as guarded:
+                refused = await guarded.send(url, BODY, HEADERS)
+            assert refused.status_code is None
+            assert refused.error is not None and refused.error.startswith("refused: ")
+            assert "loopback" in refused.error
+            assert server.bodies == []
+            async with WebhookSender(timeout_s=2, allow_private=True) as open_sender:
+                allowed = await open_sender.send(url, BODY, HEADERS)
+            assert allowed.status_code == 200
+            assert server.bodies == [BODY]
+
+    asyncio.run(main())

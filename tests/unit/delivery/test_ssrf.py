@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from typing import Any
 
 import pytest
+from aiohttp.abc import AbstractResolver
 
-from app.bus.delivery.ssrf import UnsafeUrl, check_url, check_url_async
+from app.bus.delivery.ssrf import GuardedResolver, RefusedAddress, UnsafeUrl, check_url, check_url_async
 
 
 def resolver_for(*addresses: str):
@@ -150,3 +153,36 @@ def test_async_variant() -> None:
             await check_url_async("ftp://x.example/", True)
 
     asyncio.run(run())
+
+
+class ScriptedDns(AbstractResolver):
+    """Stands in for a DNS server (none can be run here): answers each lookup with the next scripted address."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        addr = self.answers.pop(0)
+        return [{"hostname": host, "host": addr, "port": port, "family": family, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        pass
+
+
+def test_guarded_resolver_refuses_a_rebinding_answer() -> None:
+    # The check before the batch saw a public address; the connection's own lookup gets loopback: refused there.
+    async def run() -> None:
+        resolver = GuardedResolver(ScriptedDns("93.184.216.34", "127.0.0.1", "10.1.2.3"))
+        first = await resolver.resolve("hooks.example", 443)
+        assert [r["host"] for r in first] == ["93.184.216.34"]
+        with pytest.raises(RefusedAddress, match="loopback"):
+            await resolver.resolve("hooks.example", 443)
+        with pytest.raises(RefusedAddress, match="private"):
+            await resolver.resolve("hooks.example", 443)
+
+    asyncio.run(run())
+
+
+def test_refused_address_is_an_os_error() -> None:
+    # aiohttp turns a resolver's OSError into a connection error of that request (never a crash of the sender).
+    assert issubclass(RefusedAddress, OSError)
