@@ -19,6 +19,7 @@ from app.services.dispatch_config import setting  # config, else the environment
 from app.services.errors import ServiceError
 from app.services.live_fanout import DEFAULT_COALESCE_S, ERROR, FanOut
 from app.sockets.auth import reader_or_refuse
+from app.sockets.watch import CredentialWatch
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +75,20 @@ class LiveNamespace(Namespace):
         coalesce_ms = setting(app.config, "LIVE_COALESCE_MS", DEFAULT_COALESCE_S * 1000, float)
         self.fanout = FanOut(SocketTransport(self), coalesce_s=coalesce_ms / 1000)
         self._principals: dict[str, Principal] = {}
+        self.watch = CredentialWatch(self, app)  # a revoked key or removed user is cut off, not only refused
 
     def on_connect(self, auth: Any = None) -> bool:
         """Refuse anyone without read access (401/403 codes in the refusal's data)."""
         principal = reader_or_refuse(auth)
         self._principals[request.sid] = principal  # type: ignore[attr-defined]
+        self.watch.add(request.sid, principal)  # type: ignore[attr-defined]
         return True
 
     def on_disconnect(self, reason: Any = None) -> None:
         """Drop the client's subscriptions."""
         sid = request.sid  # type: ignore[attr-defined]
         self._principals.pop(sid, None)
+        self.watch.remove(sid)
         self.fanout.disconnect(sid)
 
     def on_subscribe(self, data: Any = None) -> dict[str, Any]:

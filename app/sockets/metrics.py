@@ -12,6 +12,7 @@ from flask_socketio import Namespace, join_room
 from app.services import dashboard
 from app.services.live_metrics import live
 from app.sockets.auth import reader_or_refuse
+from app.sockets.watch import CredentialWatch
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class MetricsNamespace(Namespace):
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[int, str]] = {}  # sid -> (tenant id, slug), connected to this process
         self._running = False
+        self.watch = CredentialWatch(self, app)  # a revoked key or removed user is cut off, not only refused
 
     def on_connect(self, auth: Any = None) -> bool:
         """Refuse anyone without read access; otherwise join the tenant's room and make sure the loop runs."""
@@ -45,6 +47,7 @@ class MetricsNamespace(Namespace):
             self._running = True
         if start:
             self.socketio.start_background_task(self._loop)
+        self.watch.add(sid, principal)
         logger.debug("metrics: %s watches tenant %s", principal.actor, principal.tenant_slug)
         return True
 
@@ -52,6 +55,7 @@ class MetricsNamespace(Namespace):
         """Forget the client; the loop stops when none is left."""
         with self._lock:
             self._clients.pop(request.sid, None)  # type: ignore[attr-defined]
+        self.watch.remove(request.sid)  # type: ignore[attr-defined]
 
     def watched(self) -> dict[int, str]:
         """Tenants (id -> slug) with a dashboard connected to this process."""

@@ -9,7 +9,7 @@ import pytest
 import socketio
 from flask import Flask
 
-from tests.integration.api.test_auth import PASSWORD, make_user
+from tests.integration.api.test_auth import PASSWORD, make_user, new_key
 from tests.integration.live.conftest import (
     REDIS_URL,
     LiveClient,
@@ -28,7 +28,7 @@ Clients = Callable[[], LiveClient]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, str]]:
     """An app on PostgreSQL and Redis behind a real HTTP server."""
-    for application in app_on("postgresql", tmp_path_factory, REDIS_URL=REDIS_URL):
+    for application in app_on("postgresql", tmp_path_factory, REDIS_URL=REDIS_URL, SOCKET_AUTH_RECHECK_S=0.3):
         with live_server(application) as url:
             yield application, url
 
@@ -276,3 +276,44 @@ def test_deleting_the_stream_ends_its_feeds_with_an_error(served: tuple[Flask, s
     error = client.of("error")[0]
     assert error["subscription"] == sub and error["error"]["code"] == "stream_not_found"
     assert client.unsubscribe(sub)["error"]["code"] == "subscription_not_found"
+
+
+def test_a_revoked_key_or_deactivated_user_is_cut_off(served: tuple[Flask, str], tenants: tuple, clients: Clients
+                                                      ) -> None:
+    # Credentials are checked at connect and then again every SOCKET_AUTH_RECHECK_S (0.3 s here): revoking the
+    # key, or deactivating the console user, ends their connections with a credentials_revoked error, while a
+    # connection on a credential that still holds goes on receiving events.
+    from app.extensions import db
+
+    app, url = served
+    mine, _, admin_token = tenants
+    stream = _stream(url, mine)
+    key = new_key(app.test_client(), mine, ["consume"])
+    doomed = clients().connect(url, auth={"token": key["key"]})
+    assert doomed.subscribe(stream=stream)["stream"] == stream
+    username = make_user(app.test_client(), admin_token, "Viewer", [mine.slug])
+    with httpx.Client(base_url=url) as browser:
+        assert browser.post("/login/", data={"username": username, "password": PASSWORD}).status_code == 302
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    viewer = clients().connect(url, headers={"Cookie": cookie}, transport="polling")
+    assert viewer.subscribe(stream=stream)["stream"] == stream
+    kept = clients().connect(url, auth={"token": mine.keys["all"]})
+    assert kept.subscribe(stream=stream)["stream"] == stream
+
+    resp = httpx.delete(f"{url}/api/v1/api-keys/{key['id']}", headers=mine.headers("all"))
+    assert resp.status_code == 204, resp.text
+    assert doomed.wait_until(lambda: not doomed.sio.connected)
+    assert [e["error"]["code"] for e in doomed.of("error")] == ["credentials_revoked"]
+    assert viewer.sio.connected  # the user is still active
+
+    with app.app_context():
+        user = app.appbuilder.sm.find_user(username=username)
+        user.active = False
+        db.session.commit()
+    assert viewer.wait_until(lambda: not viewer.sio.connected)
+    assert [e["error"]["code"] for e in viewer.of("error")] == ["credentials_revoked"]
+
+    publish(url, mine, stream, numbered(2))
+    assert [e["data"]["n"] for e in kept.wait_events(2)] == [0, 1]
+    assert kept.sio.connected and not kept.of("error")
+    assert doomed.events() == [] and viewer.events() == []

@@ -1,0 +1,58 @@
+"""Whether the credentials of long-lived connections still hold: revoked keys and removed users end them.
+
+A WebSocket is authenticated once, when it connects; a key revoked or a user deactivated afterwards must
+not go on reading. ``lapsed`` re-checks a set of connections' principals in a few queries; the socket
+namespaces call it periodically (``app/sockets/watch.py``) and disconnect what it returns.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import ApiKey
+from app.security import READ, Principal, principal_for_user
+from app.services.errors import ServiceError
+
+K = TypeVar("K", bound=Hashable)
+
+
+def lapsed(principals: Mapping[K, Principal], permission: str = READ) -> set[K]:
+    """The keys whose principal may no longer ``permission`` in its tenant.
+
+    An API key lapses when it is revoked or deleted; a user (console session or JWT) when deleted, deactivated,
+    or no longer holding ``permission`` in the tenant the connection acts in (role or membership removed).
+    """
+    key_ids = {p.api_key_id for p in principals.values() if p.api_key_id is not None}
+    live_keys: set[str] = set()
+    if key_ids:
+        live_keys = set(db.session.execute(select(ApiKey.id).where(
+            ApiKey.id.in_(sorted(key_ids)), ApiKey.revoked_at.is_(None))).scalars())
+    users: dict[tuple[int, str], bool] = {}
+    out: set[K] = set()
+    for conn, p in principals.items():
+        if p.api_key_id is not None:
+            if p.api_key_id not in live_keys:
+                out.add(conn)
+        elif p.user_id is not None:
+            seat = (p.user_id, p.tenant_slug)
+            if seat not in users:
+                users[seat] = _user_may(p.user_id, p.tenant_slug, permission)
+            if not users[seat]:
+                out.add(conn)
+    db.session.rollback()  # read-only: end the transaction rather than hold a snapshot between checks
+    return out
+
+
+def _user_may(user_id: int, tenant_slug: str, permission: str) -> bool:
+    user = current_app.appbuilder.sm.get_user_by_id(user_id)
+    if user is None or not user.is_active:
+        return False
+    try:
+        principal_for_user(user, tenant_slug).require(permission)
+    except ServiceError:
+        return False
+    return True
