@@ -33,6 +33,8 @@ from strawberry.types.unset import UNSET
 from app.extensions import db
 from app.graphql.context import BusContext
 from app.security import Principal, resolve_principal
+from app.services import credentials
+from app.services.dispatch_config import setting  # config, else the environment (12-factor)
 from app.services.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class WebSocketContext(BusContext):
 
     app: Any = None
     environ: dict[str, Any] = field(default_factory=dict)
+    opened_by: Principal | None = None  # who connection_init authenticated: re-checked while the socket lives
 
     def resolve(self) -> Principal:
         environ = dict(self.environ)
@@ -114,7 +117,9 @@ class WebSocketView:
     async def on_ws_connect(self, context: WebSocketContext) -> Any:
         """Refuse the connection (4403) unless connection_init (or the upgrade) carries valid credentials."""
         try:
-            context.resolve()  # each operation resolves again (OperationScope): revocations apply
+            # Each operation resolves again (OperationScope), and the socket is re-checked while it lives
+            # (_watch_credentials): a revocation stops both the next operation and the running subscriptions.
+            context.opened_by = context.resolve()
         except ServiceError as exc:
             logger.info("graphql websocket refused: %s", exc.code)
             raise ConnectionRejectionError({"code": exc.code}) from exc
@@ -134,12 +139,35 @@ def _refuse(start_response: StartResponse, status: str, message: str) -> Iterabl
     return [body]
 
 
-async def _run(handler: BaseGraphQLTransportWSHandler, max_operations: int) -> None:
-    # Blocking calls leave the loop through to_thread: the socket's receive, and each open subscription's
-    # next_batch. Enough workers for all of them (made lazily), so that one never waits for another.
-    executor = ThreadPoolExecutor(max_workers=max_operations + 1, thread_name_prefix="graphql-ws")
+async def _run(handler: BaseGraphQLTransportWSHandler, max_operations: int, recheck_s: float) -> None:
+    # Blocking calls leave the loop through to_thread: the socket's receive, each open subscription's
+    # next_batch and the credential re-check. Enough workers for all of them (made lazily), so that one never
+    # waits for another.
+    executor = ThreadPoolExecutor(max_workers=max_operations + 2, thread_name_prefix="graphql-ws")
     asyncio.get_running_loop().set_default_executor(executor)
-    await handler.handle()
+    watch = asyncio.ensure_future(_watch_credentials(handler, recheck_s))
+    try:
+        await handler.handle()
+    finally:
+        watch.cancel()
+
+
+async def _watch_credentials(handler: BaseGraphQLTransportWSHandler, every_s: float) -> None:
+    """Close the socket with 4403 once the credential connection_init carried lapses (key revoked, user removed)."""
+    context: WebSocketContext = handler.context
+    while True:
+        await asyncio.sleep(every_s)
+        if context.opened_by is None:
+            continue  # not acknowledged yet: connection_init is checked when it comes
+        if await asyncio.to_thread(_lapsed, context.app, context.opened_by):
+            logger.info("graphql websocket of %s closed: its credential lapsed", context.opened_by.actor)
+            await handler.websocket.close(4403, "Forbidden")
+            return
+
+
+def _lapsed(app: Flask, principal: Principal) -> bool:
+    with app.app_context():  # a context (and database session) of its own, on the executor's thread
+        return bool(credentials.lapsed({0: principal}))
 
 
 def _finish(ws: simple_websocket.Server) -> None:
@@ -199,4 +227,5 @@ class GraphQLWebSocketMiddleware:
                 connection_init_wait_timeout=timedelta(seconds=float(config["GRAPHQL_WS_INIT_TIMEOUT_S"])),
                 max_subscriptions_per_connection=int(config["GRAPHQL_WS_MAX_OPERATIONS"]),
             )
-            asyncio.run(_run(handler, int(config["GRAPHQL_WS_MAX_OPERATIONS"])))
+            recheck_s = setting(config, "SOCKET_AUTH_RECHECK_S", credentials.DEFAULT_RECHECK_S, float)
+            asyncio.run(_run(handler, int(config["GRAPHQL_WS_MAX_OPERATIONS"]), recheck_s))

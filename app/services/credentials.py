@@ -18,6 +18,7 @@ from app.security import READ, Principal, principal_for_user
 from app.services.errors import ServiceError
 
 K = TypeVar("K", bound=Hashable)
+DEFAULT_RECHECK_S = 15.0  # SOCKET_AUTH_RECHECK_S: how long a lapsed credential may keep a socket open
 
 
 def lapsed(principals: Mapping[K, Principal], permission: str = READ) -> set[K]:

@@ -14,7 +14,6 @@ from app.services.dispatch_config import setting  # config, else the environment
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RECHECK_S = 15.0
 ERROR = "error"
 
 
@@ -24,7 +23,7 @@ class CredentialWatch:
     def __init__(self, namespace: Namespace, app: Flask) -> None:
         self.ns = namespace
         self.app = app
-        self.interval_s = setting(app.config, "SOCKET_AUTH_RECHECK_S", DEFAULT_RECHECK_S, float)
+        self.interval_s = setting(app.config, "SOCKET_AUTH_RECHECK_S", credentials.DEFAULT_RECHECK_S, float)
         self._principals: dict[str, Principal] = {}
         self._lock = threading.Lock()
         self._started = False

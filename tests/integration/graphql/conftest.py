@@ -23,9 +23,10 @@ from tests.support.live_server import live_server
 def gql_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """One migrated app on its own PostgreSQL database (SQL event log) for the package.
 
-    The depth limit is lowered below the schema's deepest path (8) so that a test can exceed it.
+    The depth limit is lowered below the schema's deepest path (8) so that a test can exceed it; open sockets'
+    credentials are re-checked every 0.3 s (15 s by default).
     """
-    yield from app_on("postgresql", tmp_path_factory, GRAPHQL_MAX_DEPTH=6)
+    yield from app_on("postgresql", tmp_path_factory, GRAPHQL_MAX_DEPTH=6, SOCKET_AUTH_RECHECK_S=0.3)
 
 
 @pytest.fixture(scope="session")

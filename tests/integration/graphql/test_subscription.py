@@ -234,3 +234,38 @@ def test_a_revoked_key_stops_the_next_operation_on_an_open_socket(api: Api) -> N
 
     errors = asyncio.run(scenario())
     assert [e["extensions"]["code"] for e in errors] == ["invalid_credentials"]
+
+
+def test_a_revoked_key_ends_a_running_subscription_with_4403(api: Api) -> None:
+    # The socket is re-checked while it lives (every SOCKET_AUTH_RECHECK_S, 0.3 s here), not only per operation:
+    # a subscription already streaming stops, the socket closes with 4403, and nothing published after arrives.
+    key = api.rest("POST", "/api-keys", {"name": "doomed", "scopes": ["consume"]}, status=201)
+    stream = api.stream(partitions=1)
+    query = "subscription($s: String!) { events(stream: $s, from: \"latest\") { events { data } } }"
+
+    async def scenario() -> tuple[list[Any], int | None]:
+        url = api.url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key['key']}"}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": query, "variables": {"s": stream}}}))
+            got: list[Any] = []
+            await asyncio.to_thread(api.publish, stream, [{"type": "t", "data": {"n": 0}}])
+            while not got:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                got += [e["data"]["n"] for e in msg["payload"]["data"]["events"]["events"]]
+            await asyncio.to_thread(api.rest, "DELETE", f"/api-keys/{key['id']}", None, "all", 204)
+            try:
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if msg.get("type") == "next":
+                        got += [e["data"]["n"] for e in msg["payload"]["data"]["events"]["events"]]
+                        await asyncio.to_thread(api.publish, stream, [{"type": "t", "data": {"n": len(got)}}])
+            except websockets.ConnectionClosed:
+                pass
+            return got, ws.close_code
+
+    got, code = asyncio.run(scenario())
+    assert code == 4403
+    assert got[0] == 0
