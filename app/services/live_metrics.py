@@ -6,6 +6,7 @@ to Redis when several processes share them, and adds completed minutes into the 
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -39,6 +40,7 @@ class LiveMetrics:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.flush_s = setting(app.config, "METRICS_FLUSH_S", 10.0, float)
+        self._at_exit = False  # stop() registered to run at interpreter exit (once: a fork inherits it)
         self._fresh()
 
     def _fresh(self) -> None:
@@ -74,6 +76,11 @@ class LiveMetrics:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="live-metrics", daemon=True)
                 self._thread.start()
+                if not self._at_exit:
+                    # A process that ends normally (a gunicorn or Celery worker stopping) writes its last minute
+                    # rather than losing it; the daemon thread alone would just be cut off mid-wait.
+                    self._at_exit = True
+                    atexit.register(self.stop)
 
     def _run(self) -> None:
         last_flush = time.monotonic()

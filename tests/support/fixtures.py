@@ -20,7 +20,11 @@ def close_app(application: Flask) -> None:
     """Release the app's event log and database connections."""
     from app.extensions import db
     from app.services.event_log import close_app_log
+    from app.services.live_metrics import live
 
+    metrics = live(application)
+    if metrics is not None:
+        metrics.stop()  # its last minute goes into this database now, not at exit into a dropped one
     close_app_log(application)
     with application.app_context():
         db.engine.dispose()

@@ -78,6 +78,22 @@ def test_live_metrics_flush_completed_minutes_then_everything(app: Flask, tenant
     assert sorted(r[3] for r in _history(app, tenant.slug)) == [2.0, 4.0]
 
 
+def test_a_process_ending_normally_writes_its_last_minute(app: Flask, tenant: TenantCtx) -> None:
+    # A real interpreter counts (starting the flusher thread) and exits at once, long before a flush is due:
+    # what it counted in the current minute is in the roll-ups all the same (stop() runs at exit).
+    import subprocess
+    import sys
+
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    script = ("import sys; from app import create_app; from app.services.live_metrics import count; "
+              "app = create_app('testing', {'SQLALCHEMY_DATABASE_URI': sys.argv[1], 'METRICS_FLUSH_S': 3600}); "
+              "ctx = app.app_context(); ctx.push(); count(sys.argv[2], 'events_in', 'at-exit', 7)")
+    proc = subprocess.run([sys.executable, "-c", script, url, tenant.slug], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r[3] for r in _history(app, tenant.slug) if r[2] == "at-exit"] == [7.0]
+
+
 def test_a_forked_process_counts_on_its_own(app: Flask, tenant: TenantCtx) -> None:
     lm = LiveMetrics(app)
     lm.count(tenant.slug, EVENTS_IN, "x", 2)
