@@ -117,11 +117,15 @@ def bus(app: Flask) -> Iterator[Bus]:
 
 
 @contextmanager
-def dispatcher(app: Flask, owner: str | None = None) -> Iterator[Any]:
-    """A running dispatcher (the consumer a worker runs), stopped afterwards."""
+def dispatcher(app: Flask, owner: str | None = None, **settings: Any) -> Iterator[Any]:
+    """A running dispatcher (the consumer a worker runs), stopped afterwards; ``settings`` override its config."""
+    from dataclasses import replace
+
     from app.services.dispatch import Dispatcher
 
     d = Dispatcher(app, owner=owner)
+    if settings:
+        d.config = replace(d.config, **settings)
     d.start()
     try:
         yield d

@@ -60,11 +60,14 @@ def test_two_dispatchers_share_partitions_without_double_delivery(bus: Bus, rece
     stream = bus.stream(partitions=4)
     sub = bus.subscribe(stream, receiver.url("/share"), max_in_flight=20)
     sent = [event(key=f"k{i}") for i in range(300)]
-    with dispatcher(bus.app, owner="d1"):
+    # Leases of 10 s, not the module's 3: what is tested is the hand-over between two live dispatchers, and a
+    # loaded machine stalling one past a short lease would make it an expiry (where a duplicate is allowed).
+    ttl = {"lease_ttl_s": 10.0}
+    with dispatcher(bus.app, owner="d1", **ttl):
         bus.wait(lambda: _leases(bus.app, sub["id"]).get("d1") == {0, 1, 2, 3}, what="d1 holding every partition")
         bus.publish(stream, sent[:150])
         # A second dispatcher joins while the first is consuming: partitions move over between batches.
-        with dispatcher(bus.app, owner="d2"):
+        with dispatcher(bus.app, owner="d2", **ttl):
             bus.publish(stream, sent[150:])
             split = bus.wait(lambda: (leases := _leases(bus.app, sub["id"])) and len(leases.get("d1", ())) == 2
                              and len(leases.get("d2", ())) == 2 and leases, what="two partitions each")
