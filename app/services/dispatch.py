@@ -40,6 +40,7 @@ from app.services.dispatch_recorder import Recorder
 from app.services.dispatch_send import Courier, SubSpec, share_of, spec_of
 from app.services.dispatch_wake import Wakeups
 from app.services.event_log import log_shares_app_database, open_app_log
+from app.services.subscriptions import forget_group
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +302,11 @@ class Runner:
         return bool(partitions - set(offsets))
 
 
+def _deleted(subscription_id: str) -> bool:
+    """True when the subscription no longer exists (as opposed to paused or disabled, which keep their offsets)."""
+    return db.session.get(Subscription, subscription_id) is None
+
+
 def _ignore(fut: asyncio.Future[Any]) -> None:
     """Retrieve an abandoned read's outcome, so that asyncio does not log its error as never retrieved."""
     if not fut.cancelled():
@@ -458,4 +464,7 @@ class Dispatcher:
         if runner.task is not None:
             await asyncio.wait([runner.task], timeout=self.config.timeout_s + 10)
         await self.db(dispatch_leases.release, self.owner, sub_id)
+        if await self.db(_deleted, sub_id):
+            # Its last recording may have committed offsets after the API deleted the group: delete it again.
+            await self.db(forget_group, runner.spec.group, runner.spec.stream)
         logger.info("dispatcher %s: stopped consuming subscription %s", self.owner, sub_id)

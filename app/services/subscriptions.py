@@ -157,13 +157,27 @@ def update_subscription(principal: Principal, subscription_id: str, body: dict[s
 
 
 def delete_subscription(principal: Principal, subscription_id: str) -> None:
-    """Delete a subscription with its deliveries, dead letters and jobs (database cascades)."""
+    """Delete a subscription with its deliveries, dead letters and jobs (database cascades), then its log group."""
     sub = get_subscription(principal, subscription_id)
+    group, log_name = sub.consumer_group, sub.stream.log_name
     audit.record(principal, "subscription.delete", "subscription", sub.id, {"stream": sub.stream.name,
                                                                             "url": sub.url})
     db.session.delete(sub)
     db.session.commit()
     logger.info("subscription %s deleted by %s", subscription_id, principal.actor)
+    forget_group(group, log_name)
+
+
+def forget_group(group: str, log_name: str) -> None:
+    """Delete a deleted subscription's consumer group from the log, so that no stale group lingers in the lag views.
+
+    Best effort: the subscription is gone either way; a dispatcher still running it deletes the group again once
+    its runner has stopped (its last commit could otherwise bring the group back).
+    """
+    try:
+        event_log().delete_group(group, log_name)
+    except Exception:  # noqa: BLE001 - the log away for a moment must not fail the delete
+        logger.warning("could not delete group %s of a deleted subscription", group, exc_info=True)
 
 
 def subscription_to_json(sub: Subscription, secret: str | None = None) -> dict[str, Any]:

@@ -162,6 +162,10 @@ class EventLog(Protocol):
         """(group, stream) pairs that have committed offsets, optionally for one stream."""
         ...
 
+    def delete_group(self, group: str, stream: str) -> None:
+        """Forget the group's committed offsets on the stream (nothing happens when it has none)."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

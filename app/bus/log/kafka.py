@@ -359,6 +359,10 @@ class KafkaEventLog:
         """(group, stream) pairs with committed offsets."""
         return self.groups_api.groups(stream)
 
+    def delete_group(self, group: str, stream: str) -> None:
+        """Delete the consumer group (a subscription's group reads one stream only); no-op when it is unknown."""
+        self.groups_api.delete(group, stream)
+
     def close(self) -> None:
         """Deliver what is queued (bounded), stop the poller and close the consumers; safe to call twice."""
         if self._stop.is_set():

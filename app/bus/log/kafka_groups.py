@@ -159,6 +159,30 @@ class KafkaGroups:
                     pairs.add((name, tp.topic))
         return sorted(pairs)
 
+    def delete(self, group: str, stream: str) -> None:
+        """Delete the group when its offsets are on ``stream`` only; a group reading other topics too is kept."""
+        client = self._log.admin.client
+        try:
+            offsets = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+        except KafkaException as exc:
+            if _unknown_group(exc):
+                return
+            raise LogError(f"list offsets of group {group}: {exc}") from exc
+        topics = {tp.topic for tp in offsets.topic_partitions or () if tp.offset >= 0}
+        if not topics:
+            return
+        if topics != {stream}:
+            # Kafka deletes whole groups; offsets of one topic (OffsetDelete) are not in the client's API.
+            logger.warning("group %s also reads %s: not deleted", group, sorted(topics - {stream}))
+            return
+        try:
+            client.delete_consumer_groups([group], request_timeout=self._log.admin.timeout_s)[group].result()
+        except KafkaException as exc:
+            if _unknown_group(exc):
+                return
+            raise LogError(f"delete group {group}: {exc}") from exc
+        logger.info("deleted group %s on %s", group, stream)
+
     # -- internals ----------------------------------------------------------------------------
     def _alter(self, group: str, stream: str, offsets: Mapping[int, int]) -> None:
         tps = [TopicPartition(stream, p, o) for p, o in sorted(offsets.items())]
@@ -203,3 +227,9 @@ def _round_robin(per_partition: Mapping[int, list[Record]], limit: int) -> list[
         depth += 1
     return out
 
+
+
+def _unknown_group(exc: KafkaException) -> bool:
+    """True when the broker does not know the group (nothing to delete)."""
+    err = kafka_error(exc)
+    return err is not None and err.code() == KafkaError.GROUP_ID_NOT_FOUND

@@ -205,6 +205,17 @@ class SqlGroupsMixin:
         with self._reader.connect() as conn:
             return [(g, s) for g, s in conn.execute(stmt)]
 
+    def delete_group(self, group: str, stream: str) -> None:
+        """Forget the group's committed offsets on the stream (a deleted subscription's); no-op without any."""
+        _check_group(group)
+        try:
+            sid, _ = self._stream(stream, fresh=True)
+        except StreamNotFound:
+            return  # the stream's offsets went with it
+        with self._writer.begin() as conn:
+            conn.execute(sa.delete(group_offsets).where(_go.group_name == group, _go.stream_id == sid))
+        logger.info("deleted group %s on %s", group, stream)
+
 
 @functools.lru_cache(maxsize=2)
 def _upsert_statement(pg: bool) -> sa.Insert:

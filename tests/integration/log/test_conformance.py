@@ -268,6 +268,23 @@ def test_group_fetch_commit_and_lag(event_log: EventLog, stream_name: str) -> No
     assert (group, stream_name) in event_log.groups()
 
 
+def test_deleting_a_group_forgets_its_offsets(event_log: EventLog, stream_name: str) -> None:
+    # A deleted subscription's group: gone from groups() and lag, and a group of the same name starts over.
+    event_log.create_stream(stream_name, 2)
+    group, other = group_of(stream_name), group_of(stream_name) + "-other"
+    event_log.append(stream_name, [make_event(i, key=key_for(i % 2, 2)) for i in range(6)])
+    event_log.commit(group, stream_name, {0: 2, 1: 3})
+    event_log.commit(other, stream_name, {0: 1})
+    event_log.delete_group(group, stream_name)
+    assert event_log.committed(group, stream_name) == {}
+    assert event_log.groups(stream_name) == [(other, stream_name)]
+    assert event_log.committed(other, stream_name) == {0: 1}  # only that group
+    assert sorted(ids(event_log.fetch(group, stream_name, max_records=100, wait_s=WAIT_S))) == sorted(
+        f"ev-{i}" for i in range(6))  # from the start again
+    event_log.delete_group(group, stream_name)  # nothing left to delete: no error
+    event_log.delete_group("never-used-" + stream_name, stream_name)
+
+
 def test_fetch_waits_for_new_events(event_log: EventLog, stream_name: str) -> None:
     event_log.create_stream(stream_name, 1)
     group = group_of(stream_name)

@@ -158,6 +158,35 @@ def _lag(bus: Bus, sub_id: str) -> list[dict[str, int]]:
         return [{"partition": x.partition, "lag": x.lag} for x in lags]
 
 
+def test_deleting_a_subscription_deletes_its_consumer_group(bus: Bus, receiver: Receiver) -> None:
+    # No stale group of a deleted subscription lingers in the log's groups (and the console's lag views): the API
+    # deletes it, and the dispatcher that was running the subscription deletes it again after its last commit.
+    from app.extensions import db
+    from app.models import Subscription
+    from app.services.event_log import event_log
+
+    stream = bus.stream(partitions=2)
+    sub = bus.subscribe(stream, receiver.url("/deleted"))
+    with bus.app.app_context():
+        row = db.session.get(Subscription, sub["id"])
+        group, log_name = row.consumer_group, row.stream.log_name
+
+    def groups() -> list[str]:
+        with bus.app.app_context():
+            return [g for g, _ in event_log().groups(log_name)]
+
+    sent = [event(key=f"k{i}", n=i) for i in range(20)]
+    with dispatcher(bus.app):
+        bus.publish(stream, sent)
+        assert not receiver.wait_ids({e["id"] for e in sent}, "/deleted", timeout=30)
+        bus.wait(lambda: group in groups(), what="the group's offsets committed")
+        bus.api("DELETE", f"/subscriptions/{sub['id']}", status=204)
+        assert group not in groups()
+        time.sleep(1.5)  # five refreshes: the runner is retired, its leases released
+        assert group not in groups()
+    assert group not in groups()
+
+
 @pytest.fixture(scope="module")
 def redis_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """An app with Redis: publishes announce appends; an idle dispatcher polls only every 60 s."""
