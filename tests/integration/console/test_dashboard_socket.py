@@ -18,7 +18,7 @@ import pytest
 import socketio
 from flask import Flask
 
-from tests.integration.api.test_auth import PASSWORD, make_user
+from tests.integration.api.test_auth import PASSWORD, make_user, new_key
 from tests.support.apps import ADMIN_PASSWORD, TenantCtx, login, new_tenant
 from tests.support.live_server import served_sqlite_app
 
@@ -28,7 +28,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, str]]:
     """A fresh app on SQLite and Redis behind a real HTTP server (threaded Werkzeug, WebSocket via simple-websocket)."""
-    with served_sqlite_app(tmp_path_factory.mktemp("dash-socket"), REDIS_URL=REDIS_URL) as served_app:
+    with served_sqlite_app(tmp_path_factory.mktemp("dash-socket"), REDIS_URL=REDIS_URL,
+                           SOCKET_AUTH_RECHECK_S=0.3) as served_app:
         yield served_app
 
 
@@ -140,3 +141,37 @@ def test_counts_of_other_processes_reach_the_dashboard(served: tuple[Flask, str]
         worker.stop()
     delivered = {t: n for tick in ticks for t, n in tick["rates"]["deliveries_ok"].get("orders", [])}
     assert sum(delivered.values()) == 4
+
+
+def test_a_revoked_key_ends_its_dashboard_connection(served: tuple[Flask, str],
+                                                     tenants: tuple[TenantCtx, TenantCtx, str]) -> None:
+    # /metrics re-checks its connections' credentials like /live (every 0.3 s here): a key revoked while its
+    # dashboard is open gets credentials_revoked and is disconnected; another key's dashboard stays.
+    app, url = served
+    mine = tenants[0]
+    key = new_key(app.test_client(), mine, ["consume"])
+
+    async def scenario() -> tuple[list[Any], bool, bool]:
+        errors: list[Any] = []
+        doomed, kept = socketio.AsyncClient(reconnection=False), socketio.AsyncClient(reconnection=False)
+        doomed.on("error", lambda payload: errors.append(payload), namespace="/metrics")
+        await doomed.connect(url, namespaces=["/metrics"], auth={"token": key["key"]}, transports=["websocket"],
+                             wait_timeout=10)
+        await kept.connect(url, namespaces=["/metrics"], auth={"token": mine.keys["all"]}, transports=["websocket"],
+                           wait_timeout=10)
+        try:
+            resp = await asyncio.to_thread(httpx.delete, f"{url}/api/v1/api-keys/{key['id']}",
+                                           headers=mine.headers("all"))
+            assert resp.status_code == 204, resp.text
+            deadline = time.monotonic() + 15
+            while doomed.connected and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return errors, doomed.connected, kept.connected
+        finally:
+            for client in (doomed, kept):
+                if client.connected:
+                    await client.disconnect()
+
+    errors, doomed_open, kept_open = asyncio.run(scenario())
+    assert not doomed_open and kept_open
+    assert [e["error"]["code"] for e in errors] == ["credentials_revoked"]
