@@ -19,6 +19,7 @@ from app.services.errors import ServiceError
 
 K = TypeVar("K", bound=Hashable)
 DEFAULT_RECHECK_S = 15.0  # SOCKET_AUTH_RECHECK_S: how long a lapsed credential may keep a socket open
+_CHUNK = 500  # key ids per IN (...): a process may hold thousands of sockets, databases limit parameters
 
 
 def lapsed(principals: Mapping[K, Principal], permission: str = READ) -> set[K]:
@@ -27,11 +28,11 @@ def lapsed(principals: Mapping[K, Principal], permission: str = READ) -> set[K]:
     An API key lapses when it is revoked or deleted; a user (console session or JWT) when deleted, deactivated,
     or no longer holding ``permission`` in the tenant the connection acts in (role or membership removed).
     """
-    key_ids = {p.api_key_id for p in principals.values() if p.api_key_id is not None}
+    key_ids = sorted({p.api_key_id for p in principals.values() if p.api_key_id is not None})
     live_keys: set[str] = set()
-    if key_ids:
-        live_keys = set(db.session.execute(select(ApiKey.id).where(
-            ApiKey.id.in_(sorted(key_ids)), ApiKey.revoked_at.is_(None))).scalars())
+    for start in range(0, len(key_ids), _CHUNK):
+        live_keys.update(db.session.execute(select(ApiKey.id).where(
+            ApiKey.id.in_(key_ids[start:start + _CHUNK]), ApiKey.revoked_at.is_(None))).scalars())
     users: dict[tuple[int, str], bool] = {}
     out: set[K] = set()
     for conn, p in principals.items():
