@@ -466,5 +466,5 @@ class Dispatcher:
         await self.db(dispatch_leases.release, self.owner, sub_id)
         if await self.db(_deleted, sub_id):
             # Its last recording may have committed offsets after the API deleted the group: delete it again.
-            await self.db(forget_group, runner.spec.group, runner.spec.stream)
+            await self.blocking(forget_group, runner.spec.group, runner.spec.stream, self.log)
         logger.info("dispatcher %s: stopped consuming subscription %s", self.owner, sub_id)

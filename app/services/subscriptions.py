@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import contains_eager
 
+from app.bus.log import EventLog
 from app.extensions import db
 from app.models import Stream, Subscription
 from app.models.base import new_id
@@ -168,14 +169,14 @@ def delete_subscription(principal: Principal, subscription_id: str) -> None:
     forget_group(group, log_name)
 
 
-def forget_group(group: str, log_name: str) -> None:
+def forget_group(group: str, log_name: str, log: EventLog | None = None) -> None:
     """Delete a deleted subscription's consumer group from the log, so that no stale group lingers in the lag views.
 
     Best effort: the subscription is gone either way; a dispatcher still running it deletes the group again once
-    its runner has stopped (its last commit could otherwise bring the group back).
+    its runner has stopped (its last commit could otherwise bring the group back), through its own ``log``.
     """
     try:
-        event_log().delete_group(group, log_name)
+        (log or event_log()).delete_group(group, log_name)
     except Exception:  # noqa: BLE001 - the log away for a moment must not fail the delete
         logger.warning("could not delete group %s of a deleted subscription", group, exc_info=True)
 

@@ -14,7 +14,6 @@ from typing import Any
 from flask import Flask, request
 from flask_socketio import Namespace
 
-from app.security import Principal
 from app.services.dispatch_config import setting  # config, else the environment (12-factor)
 from app.services.errors import ServiceError
 from app.services.live_fanout import DEFAULT_COALESCE_S, ERROR, FanOut
@@ -74,20 +73,18 @@ class LiveNamespace(Namespace):
         self.app = app
         coalesce_ms = setting(app.config, "LIVE_COALESCE_MS", DEFAULT_COALESCE_S * 1000, float)
         self.fanout = FanOut(SocketTransport(self), coalesce_s=coalesce_ms / 1000)
-        self._principals: dict[str, Principal] = {}
-        self.watch = CredentialWatch(self, app)  # a revoked key or removed user is cut off, not only refused
+        # Each connection's principal; a revoked key or removed user is cut off, not only refused at connect.
+        self.watch = CredentialWatch(self, app)
 
     def on_connect(self, auth: Any = None) -> bool:
         """Refuse anyone without read access (401/403 codes in the refusal's data)."""
         principal = reader_or_refuse(auth)
-        self._principals[request.sid] = principal  # type: ignore[attr-defined]
         self.watch.add(request.sid, principal)  # type: ignore[attr-defined]
         return True
 
     def on_disconnect(self, reason: Any = None) -> None:
         """Drop the client's subscriptions."""
         sid = request.sid  # type: ignore[attr-defined]
-        self._principals.pop(sid, None)
         self.watch.remove(sid)
         self.fanout.disconnect(sid)
 
@@ -95,7 +92,7 @@ class LiveNamespace(Namespace):
         """Start a subscription; the ack (and, on failure, an ``error`` message) says how it went."""
         sid = request.sid  # type: ignore[attr-defined]
         try:
-            return self.fanout.subscribe(self._principals[sid], sid, data)
+            return self.fanout.subscribe(self.watch.principal(sid), sid, data)
         except ServiceError as exc:
             body = _error(exc)
             self.fanout.transport.send(sid, ERROR, body)

@@ -11,10 +11,9 @@ from flask_socketio import Namespace
 from app.security import Principal
 from app.services import credentials
 from app.services.dispatch_config import setting  # config, else the environment (12-factor)
+from app.services.live_fanout import ERROR
 
 logger = logging.getLogger(__name__)
-
-ERROR = "error"
 
 
 class CredentialWatch:
@@ -35,6 +34,11 @@ class CredentialWatch:
             start, self._started = not self._started, True
         if start:
             self.ns.socketio.start_background_task(self._loop)
+
+    def principal(self, sid: str) -> Principal:
+        """The principal a connection was opened with (KeyError when it is not connected)."""
+        with self._lock:
+            return self._principals[sid]
 
     def remove(self, sid: str) -> None:
         """Forget a closed connection."""

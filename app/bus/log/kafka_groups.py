@@ -228,7 +228,6 @@ def _round_robin(per_partition: Mapping[int, list[Record]], limit: int) -> list[
     return out
 
 
-
 def _unknown_group(exc: KafkaException) -> bool:
     """True when the broker does not know the group (nothing to delete)."""
     err = kafka_error(exc)
