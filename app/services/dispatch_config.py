@@ -53,6 +53,9 @@ class DeliverySettings:
     switch_interval_s: float
     # How long a runner's recorder waits for more sent batches to merge into one recording transaction.
     record_linger_s: float
+    # Redis holding each subscription's in-flight slots and rate tokens for every process (None: each process
+    # applies the limits alone; live dispatchers then split them by partitions).
+    limits_url: str | None = None
 
 
 def settings(config: Mapping[str, Any]) -> DeliverySettings:
@@ -78,4 +81,5 @@ def settings(config: Mapping[str, Any]) -> DeliverySettings:
         dispatcher_enabled=setting(config, "WEBHOOK_DISPATCHER", True, _bool),
         switch_interval_s=setting(config, "WEBHOOK_SWITCH_INTERVAL_S", 0.001, float),
         record_linger_s=setting(config, "WEBHOOK_RECORD_LINGER_S", 0.05, float),
+        limits_url=(config.get("REDIS_URL") or None) if setting(config, "WEBHOOK_SHARED_LIMITS", True, _bool) else None,
     )

@@ -34,6 +34,7 @@ from app.bus.delivery import (
 )
 from app.bus.envelope import Event, event_to_json
 from app.models import Subscription
+from app.services.delivery_limits import SharedLimiter, SharedSlots, SharedTokens
 from app.services.dispatch_config import DeliverySettings
 from app.services.webhook_secrets import live_secrets
 
@@ -128,14 +129,35 @@ def refused(reason: str) -> AttemptResult:
     return AttemptResult(None, 0.0, None, f"refused: {reason}"[:1000], None)
 
 
+@dataclass
+class _Limits:
+    """One subscription's limits as a courier applies them: its own cap and bucket, and the shared ones."""
+
+    spec: SubSpec
+    semaphore: asyncio.Semaphore
+    bucket: TokenBucket | None
+    slots: SharedSlots | None = None
+    tokens: SharedTokens | None = None
+
+
 class Courier:
-    """Sends deliveries from one event loop: pooled connections, per-subscription in-flight cap and rate limit."""
+    """Sends deliveries from one event loop: pooled connections, per-subscription in-flight cap and rate limit.
+
+    With ``settings.limits_url`` (Redis) the cap and the rate are also taken from what every process shares
+    (``delivery_limits``), so live dispatchers, retries and replays together stay within them.
+    """
 
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
         self._sender: WebhookSender | None = None
-        self._limits: dict[str, tuple[SubSpec, asyncio.Semaphore, TokenBucket | None]] = {}
+        self._limits: dict[str, _Limits] = {}
+        self._shared: SharedLimiter | None = None
         self._url_checks: dict[str, tuple[float, str | None]] = {}  # url -> (valid until, refusal or None)
+
+    @property
+    def shares_limits(self) -> bool:
+        """True when the limits are held across processes (no need to split them by partitions)."""
+        return self.settings.limits_url is not None
 
     @property
     def sender(self) -> WebhookSender:
@@ -146,13 +168,20 @@ class Courier:
                                          allow_private=self.settings.allow_private)
         return self._sender
 
-    def _limit(self, spec: SubSpec) -> tuple[asyncio.Semaphore, TokenBucket | None]:
+    def _limit(self, spec: SubSpec) -> _Limits:
         held = self._limits.get(spec.id)
-        if held is None or not held[0].same_settings(spec):
-            bucket = TokenBucket(spec.rate_limit_per_s) if spec.rate_limit_per_s else None
-            held = (spec, asyncio.Semaphore(spec.max_in_flight), bucket)
+        if held is None or not held.spec.same_settings(spec):
+            held = _Limits(spec, asyncio.Semaphore(spec.max_in_flight), None)
+            if self.settings.limits_url is not None:
+                if self._shared is None:
+                    self._shared = SharedLimiter(self.settings.limits_url)
+                held.slots = SharedSlots(self._shared, spec.id, spec.max_in_flight)
+                if spec.rate_limit_per_s:
+                    held.tokens = SharedTokens(self._shared, spec.id, spec.rate_limit_per_s)
+            elif spec.rate_limit_per_s:
+                held.bucket = TokenBucket(spec.rate_limit_per_s)
             self._limits[spec.id] = held
-        return held[1], held[2]
+        return held
 
     async def url_refusal(self, spec: SubSpec) -> str | None:
         """Why the subscription's URL must not be contacted now (DNS may have changed since creation), or None.
@@ -178,29 +207,47 @@ class Courier:
     async def send(self, spec: SubSpec, event_id: str, body: bytes,
                    cancelled: Callable[[], bool] | None = None) -> AttemptResult | None:
         """One signed POST within the subscription's in-flight cap and rate limit; None if cancelled meanwhile."""
-        semaphore, bucket = self._limit(spec)
-        async with semaphore:
-            if bucket is not None:
-                await bucket.acquire()
-            if cancelled is not None and cancelled():  # e.g. a 410 arrived while this one queued
-                return None
+        limits = self._limit(spec)
+        async with limits.semaphore:
+            if limits.slots is not None:
+                await limits.slots.acquire()
             try:
-                headers = webhook_headers(event_id, spec.secrets, body)
-            except ValueError as exc:  # no live secret: nothing to sign with
-                return AttemptResult(None, 0.0, None, f"not signed: {exc}", None)
-            return await self.sender.send(spec.url, body, headers, timeout_s=spec.timeout_s)
+                if limits.tokens is not None:
+                    await limits.tokens.acquire()
+                elif limits.bucket is not None:
+                    await limits.bucket.acquire()
+                if cancelled is not None and cancelled():  # e.g. a 410 arrived while this one queued
+                    return None
+                try:
+                    headers = webhook_headers(event_id, spec.secrets, body)
+                except ValueError as exc:  # no live secret: nothing to sign with
+                    return AttemptResult(None, 0.0, None, f"not signed: {exc}", None)
+                return await self.sender.send(spec.url, body, headers, timeout_s=spec.timeout_s)
+            finally:
+                if limits.slots is not None:
+                    await limits.slots.release()
 
     def forget(self, keep: set[str]) -> None:
-        """Drop the limits of subscriptions no longer served."""
+        """Drop the limits of subscriptions no longer served (shared slots go back once idle, on their own)."""
         for sub_id in list(self._limits):
             if sub_id not in keep:
                 del self._limits[sub_id]
 
+    async def hand_back(self) -> None:
+        """Hand back the shared slots held now (before this courier's loop goes idle between task runs)."""
+        for held in list(self._limits.values()):
+            if held.slots is not None:
+                await held.slots.aclose()
+
     async def aclose(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections; hand back the shared slots held."""
         if self._sender is not None:
             await self._sender.aclose()
             self._sender = None
+        if self._shared is not None:
+            await self.hand_back()
+            await self._shared.aclose()
+            self._shared = None
 
 
 _local = threading.local()
@@ -237,4 +284,12 @@ def run_sync(settings: DeliverySettings, work: Callable[[Courier], Awaitable[T]]
         runner = runner or asyncio.Runner()
         courier = Courier(settings)
         _local.runner, _local.courier = runner, courier
-    return runner.run(work(courier))
+    return runner.run(_then_hand_back(courier, work))
+
+
+async def _then_hand_back(courier: Courier, work: Callable[[Courier], Awaitable[T]]) -> T:
+    """``work``, then the shared slots back: an idle loop would neither renew nor release them."""
+    try:
+        return await work(courier)
+    finally:
+        await courier.hand_back()
