@@ -147,7 +147,11 @@ class SharedLimiter:
 
 
 class SharedSlots:
-    """One subscription's in-flight slots as this process holds them: leased in bulk, lent to its sends."""
+    """One subscription's in-flight slots as this process holds them: leased in bulk, lent to its sends.
+
+    Taking and giving back a slot held here is plain arithmetic (no lock, no Redis): the hot path of a busy
+    subscription. Redis is asked only when sends wait and fewer than ``max`` slots are held here.
+    """
 
     def __init__(self, limiter: SharedLimiter, sub_id: str, max_in_flight: int) -> None:
         self.limiter, self.sub_id, self.max = limiter, sub_id, max_in_flight
@@ -156,8 +160,9 @@ class SharedSlots:
         self._held: list[str] = []  # slot names leased from Redis
         self._local = 0  # slots granted without Redis (it failed): bounded by max like the held ones
         self._in_use = 0
-        self._waiting = 0
-        self._cond = asyncio.Condition()
+        self._idle_low = 0  # the fewest slots idle since the keeper's last tick: those were not needed
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._leaser: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
 
     @property
@@ -167,84 +172,108 @@ class SharedSlots:
 
     async def acquire(self) -> None:
         """Wait for a slot."""
-        async with self._cond:
-            self._waiting += 1
-            try:
-                delay = POLL_MIN_S
-                while self._in_use >= self.held:
-                    if await self._lease_more() == 0:
-                        try:  # another process holds them all: wait for one of ours back, or poll Redis again
-                            await asyncio.wait_for(self._cond.wait(), delay)
-                        except TimeoutError:
-                            delay = min(delay * 2, POLL_MAX_S)
-            finally:
-                self._waiting -= 1
-            self._in_use += 1
+        if self._in_use < self.held and not self._waiters:
+            self._take()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._leaser is None or self._leaser.done():
+            self._leaser = asyncio.create_task(self._lease_for_waiters())
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back (to a waiting send here first)."""
+        self._in_use -= 1
+        self._hand_on()
+
+    def _take(self) -> None:
+        self._in_use += 1
+        self._idle_low = min(self._idle_low, self.held - self._in_use)
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.create_task(self._keep())
 
-    async def release(self) -> None:
-        """Give a slot back (to a waiting send here first)."""
-        async with self._cond:
-            self._in_use -= 1
-            self._cond.notify()
+    def _hand_on(self) -> None:
+        """Give idle slots to the sends waiting, in arrival order."""
+        while self._waiters and self._in_use < self.held:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
 
-    async def _lease_more(self) -> int:
-        """Lease as many slots as the sends waiting here need (under the lock); how many came."""
-        want = min(self._in_use + self._waiting, self.max) - self.held
-        if want <= 0:
-            return 0
-        names = [self._name() for _ in range(want)]
-        try:
-            got = await self.limiter.lease(self.sub_id, self.max, names)
-        except Exception as exc:  # noqa: BLE001 - Redis away: this process's own cap still holds
-            self.limiter.failed("leasing slots", exc)
-            self._local += want
-            return want
-        self._held.extend(names[:got])
-        return got
+    async def _lease_for_waiters(self) -> None:
+        """While sends wait and fewer than ``max`` slots are held here: lease more, polling when none is free."""
+        delay = POLL_MIN_S
+        while self._waiters:
+            want = min(self._in_use + len(self._waiters), self.max) - self.held
+            if want <= 0:
+                return  # all ``max`` are here and in use: a release hands one on
+            names = [self._name() for _ in range(want)]
+            try:
+                got = await self.limiter.lease(self.sub_id, self.max, names)
+            except Exception as exc:  # noqa: BLE001 - Redis away: this process's own cap still holds
+                self.limiter.failed("leasing slots", exc)
+                self._local += want
+                got = want
+            else:
+                self._held.extend(names[:got])
+            self._hand_on()
+            if got:
+                delay = POLL_MIN_S
+                continue
+            await asyncio.sleep(delay)  # another process holds them all: ask again (a release here hands on)
+            delay = min(delay * 2, POLL_MAX_S)
 
     def _name(self) -> str:
         self._serial += 1
         return f"{self._tag}:{self._serial}"
 
     async def _keep(self) -> None:
-        """While slots are held: renew them, and hand back the ones idle for ``IDLE_RELEASE_S``."""
+        """While slots are held: hand back the ones idle for a whole tick (``IDLE_RELEASE_S``), renew the rest."""
         renewed = time.monotonic()
+        self._idle_low = self.held - self._in_use
         while self.held:
             await asyncio.sleep(IDLE_RELEASE_S)
-            async with self._cond:
-                if self._waiting == 0 and self._in_use < self.held:
-                    await self._trim()
-                if self._held and time.monotonic() - renewed >= RENEW_EVERY_S:
-                    renewed = time.monotonic()
-                    try:
-                        gone = await self.limiter.renew(self.sub_id, list(self._held))
-                    except Exception as exc:  # noqa: BLE001
-                        self.limiter.failed("renewing slots", exc)
-                    else:  # lapsed (a stall longer than the lease): someone else may have them now
-                        self._held = [n for n in self._held if n not in gone]
+            if self._idle_low > 0 and not self._waiters:
+                await self._give_back(min(self._idle_low, self.held - self._in_use))
+            self._idle_low = self.held - self._in_use
+            if self._held and time.monotonic() - renewed >= RENEW_EVERY_S:
+                renewed = time.monotonic()
+                try:
+                    gone = await self.limiter.renew(self.sub_id, list(self._held))
+                except Exception as exc:  # noqa: BLE001
+                    self.limiter.failed("renewing slots", exc)
+                    continue
+                if gone:  # lapsed (a stall longer than the lease): someone else may have them now
+                    self._held = [n for n in self._held if n not in gone]
+                    if self._waiters and (self._leaser is None or self._leaser.done()):
+                        self._leaser = asyncio.create_task(self._lease_for_waiters())
 
-    async def _trim(self) -> None:
-        """Hand back the slots not in use (under the lock)."""
-        spare = self.held - self._in_use
-        local = min(spare, self._local)
+    async def _give_back(self, count: int) -> None:
+        """Hand back ``count`` idle slots (local ones first: they cost nothing)."""
+        local = min(count, self._local)
         self._local -= local
-        spare -= local
-        if spare > 0:
-            names, self._held = self._held[-spare:], self._held[:-spare]
+        count -= local
+        if count > 0:
+            names, self._held = self._held[-count:], self._held[:-count]
             try:
                 await self.limiter.release(self.sub_id, names)
             except Exception as exc:  # noqa: BLE001 - their leases end on their own
                 self.limiter.failed("releasing slots", exc)
 
     async def aclose(self) -> None:
-        """Hand everything back (the process stops sending)."""
-        if self._keeper is not None:
-            self._keeper.cancel()
-        async with self._cond:
-            self._in_use = 0
-            await self._trim()
+        """Hand back every slot held (the process stops sending to this subscription for now)."""
+        for task in (self._keeper, self._leaser):
+            if task is not None:
+                task.cancel()
+        self._in_use = 0
+        await self._give_back(self.held)
 
 
 class SharedTokens:
@@ -259,6 +288,9 @@ class SharedTokens:
 
     async def acquire(self) -> None:
         """Wait for a token and use it."""
+        if self._tokens and not self._waiting and self._tokens[0] >= time.monotonic():
+            self._tokens.popleft()  # the common case under load: one taken in bulk for us
+            return
         self._waiting += 1
         try:
             async with self._lock:

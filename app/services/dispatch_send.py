@@ -134,7 +134,7 @@ class _Limits:
     """One subscription's limits as a courier applies them: its own cap and bucket, and the shared ones."""
 
     spec: SubSpec
-    semaphore: asyncio.Semaphore
+    semaphore: asyncio.Semaphore  # the cap without shared slots (these are bounded by it themselves)
     bucket: TokenBucket | None
     slots: SharedSlots | None = None
     tokens: SharedTokens | None = None
@@ -208,24 +208,28 @@ class Courier:
                    cancelled: Callable[[], bool] | None = None) -> AttemptResult | None:
         """One signed POST within the subscription's in-flight cap and rate limit; None if cancelled meanwhile."""
         limits = self._limit(spec)
-        async with limits.semaphore:
-            if limits.slots is not None:
-                await limits.slots.acquire()
-            try:
-                if limits.tokens is not None:
-                    await limits.tokens.acquire()
-                elif limits.bucket is not None:
-                    await limits.bucket.acquire()
-                if cancelled is not None and cancelled():  # e.g. a 410 arrived while this one queued
-                    return None
-                try:
-                    headers = webhook_headers(event_id, spec.secrets, body)
-                except ValueError as exc:  # no live secret: nothing to sign with
-                    return AttemptResult(None, 0.0, None, f"not signed: {exc}", None)
-                return await self.sender.send(spec.url, body, headers, timeout_s=spec.timeout_s)
-            finally:
-                if limits.slots is not None:
-                    await limits.slots.release()
+        if limits.slots is None:
+            async with limits.semaphore:
+                return await self._post(spec, limits, event_id, body, cancelled)
+        await limits.slots.acquire()
+        try:
+            return await self._post(spec, limits, event_id, body, cancelled)
+        finally:
+            limits.slots.release()
+
+    async def _post(self, spec: SubSpec, limits: _Limits, event_id: str, body: bytes,
+                    cancelled: Callable[[], bool] | None) -> AttemptResult | None:
+        if limits.tokens is not None:
+            await limits.tokens.acquire()
+        elif limits.bucket is not None:
+            await limits.bucket.acquire()
+        if cancelled is not None and cancelled():  # e.g. a 410 arrived while this one queued
+            return None
+        try:
+            headers = webhook_headers(event_id, spec.secrets, body)
+        except ValueError as exc:  # no live secret: nothing to sign with
+            return AttemptResult(None, 0.0, None, f"not signed: {exc}", None)
+        return await self.sender.send(spec.url, body, headers, timeout_s=spec.timeout_s)
 
     def forget(self, keep: set[str]) -> None:
         """Drop the limits of subscriptions no longer served (shared slots go back once idle, on their own)."""
