@@ -445,8 +445,7 @@ class Dispatcher:
         for sub_id, spec in specs.items():
             mine = owned.get(sub_id, set())
             runner = self.runners.get(sub_id)
-            if not self.courier.shares_limits:  # its limits are the subscription's: split by partitions held
-                spec = share_of(spec, len(mine))
+            spec = share_of(spec, len(mine))  # its limits are the subscription's: split by partitions held
             if runner is None:
                 if not mine:
                     continue

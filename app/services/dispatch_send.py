@@ -65,6 +65,13 @@ class SubSpec:
     secrets: tuple[str, ...]
     type_ok: Callable[[str], bool]
     event_filter: EventFilter
+    # The subscription's own (max_in_flight, rate_limit_per_s) when the two above are a dispatcher's share.
+    whole: tuple[int, float | None] | None = None
+
+    @property
+    def whole_limits(self) -> tuple[int, float | None]:
+        """The subscription's limits, for what every sender shares (``delivery_limits``)."""
+        return self.whole or (self.max_in_flight, self.rate_limit_per_s)
 
     def matches(self, event: Event, view: Mapping[str, Any] | None = None) -> bool:
         """True when the event passes the type globs and the CEL filter."""
@@ -76,7 +83,8 @@ class SubSpec:
 
     def same_settings(self, other: SubSpec) -> bool:
         """True when nothing the courier caches (concurrency, rate) changed."""
-        return (self.max_in_flight, self.rate_limit_per_s) == (other.max_in_flight, other.rate_limit_per_s)
+        return ((self.max_in_flight, self.rate_limit_per_s, self.whole)
+                == (other.max_in_flight, other.rate_limit_per_s, other.whole))
 
 
 def spec_of(sub: Subscription, settings: DeliverySettings, now: datetime | None = None) -> SubSpec:
@@ -115,7 +123,8 @@ def share_of(spec: SubSpec, held: int) -> SubSpec:
         return spec
     part = held / spec.partitions
     return replace(spec, max_in_flight=max(1, math.floor(spec.max_in_flight * part)),
-                   rate_limit_per_s=spec.rate_limit_per_s * part if spec.rate_limit_per_s else None)
+                   rate_limit_per_s=spec.rate_limit_per_s * part if spec.rate_limit_per_s else None,
+                   whole=spec.whole_limits)
 
 
 def body_of(event: Event) -> bytes:
@@ -134,7 +143,7 @@ class _Limits:
     """One subscription's limits as a courier applies them: its own cap and bucket, and the shared ones."""
 
     spec: SubSpec
-    semaphore: asyncio.Semaphore  # the cap without shared slots (these are bounded by it themselves)
+    semaphore: asyncio.Semaphore  # this courier's cap (a dispatcher's share): what it may ask the shared slots for
     bucket: TokenBucket | None
     slots: SharedSlots | None = None
     tokens: SharedTokens | None = None
@@ -143,8 +152,11 @@ class _Limits:
 class Courier:
     """Sends deliveries from one event loop: pooled connections, per-subscription in-flight cap and rate limit.
 
-    With ``settings.limits_url`` (Redis) the cap and the rate are also taken from what every process shares
-    (``delivery_limits``), so live dispatchers, retries and replays together stay within them.
+    With ``settings.limits_url`` (Redis) every send also takes a slot (and a rate token) of what all processes
+    share (``delivery_limits``), so live dispatchers, retries and replays together stay within the
+    subscription's limits. A live dispatcher still asks for no more than its partitions' share
+    (``share_of``): a busy dispatcher keeps the slots it holds, and the share keeps it from starving another.
+    The rate is taken whole from the shared bucket (tokens are granted in arrival order).
     """
 
     def __init__(self, settings: DeliverySettings) -> None:
@@ -153,11 +165,6 @@ class Courier:
         self._limits: dict[str, _Limits] = {}
         self._shared: SharedLimiter | None = None
         self._url_checks: dict[str, tuple[float, str | None]] = {}  # url -> (valid until, refusal or None)
-
-    @property
-    def shares_limits(self) -> bool:
-        """True when the limits are held across processes (no need to split them by partitions)."""
-        return self.settings.limits_url is not None
 
     @property
     def sender(self) -> WebhookSender:
@@ -175,9 +182,11 @@ class Courier:
             if self.settings.limits_url is not None:
                 if self._shared is None:
                     self._shared = SharedLimiter(self.settings.limits_url)
-                held.slots = SharedSlots(self._shared, spec.id, spec.max_in_flight)
-                if spec.rate_limit_per_s:
-                    held.tokens = SharedTokens(self._shared, spec.id, spec.rate_limit_per_s)
+                # This courier's share bounds what it asks for (the semaphore); Redis bounds the sum.
+                in_flight, rate = spec.whole_limits
+                held.slots = SharedSlots(self._shared, spec.id, in_flight)
+                if rate:
+                    held.tokens = SharedTokens(self._shared, spec.id, rate)
             elif spec.rate_limit_per_s:
                 held.bucket = TokenBucket(spec.rate_limit_per_s)
             self._limits[spec.id] = held
@@ -208,14 +217,14 @@ class Courier:
                    cancelled: Callable[[], bool] | None = None) -> AttemptResult | None:
         """One signed POST within the subscription's in-flight cap and rate limit; None if cancelled meanwhile."""
         limits = self._limit(spec)
-        if limits.slots is None:
-            async with limits.semaphore:
+        async with limits.semaphore:
+            if limits.slots is None:
                 return await self._post(spec, limits, event_id, body, cancelled)
-        await limits.slots.acquire()
-        try:
-            return await self._post(spec, limits, event_id, body, cancelled)
-        finally:
-            limits.slots.release()
+            await limits.slots.acquire()
+            try:
+                return await self._post(spec, limits, event_id, body, cancelled)
+            finally:
+                limits.slots.release()
 
     async def _post(self, spec: SubSpec, limits: _Limits, event_id: str, body: bytes,
                     cancelled: Callable[[], bool] | None) -> AttemptResult | None:

@@ -153,23 +153,6 @@ def shared_bus(shared_app: Flask) -> Iterator[Bus]:
     bus.cleanup()
 
 
-def test_two_dispatchers_each_run_the_full_limits_and_stay_within_them_together(shared_bus: Bus,
-                                                                                receiver: Receiver) -> None:
-    # With shared limits the partitions' split is not needed (it left capacity unused on uneven partitions).
-    receiver.script("/both", Reply(200, delay_s=0.3))
-    stream = shared_bus.stream(partitions=4)
-    sub = shared_bus.subscribe(stream, receiver.url("/both"), max_in_flight=6)
-    with dispatcher(shared_bus.app, owner="s1") as d1, dispatcher(shared_bus.app, owner="s2") as d2:
-        shared_bus.wait(lambda: all(sub["id"] in d.runners and d.runners[sub["id"]].partitions for d in (d1, d2)),
-                        what="both dispatchers holding partitions")
-        assert [d.runners[sub["id"]].spec.max_in_flight for d in (d1, d2)] == [6, 6]
-        sent = [event(key=f"k{i}", n=i) for i in range(60)]
-        shared_bus.publish(stream, sent)
-        assert not receiver.wait_ids({e["id"] for e in sent}, "/both", timeout=60)
-    assert receiver.max_in_flight <= 6  # each alone would allow 6: together up to 12
-    assert receiver.max_in_flight >= 4
-
-
 def test_a_replay_and_the_live_dispatcher_share_the_cap(shared_bus: Bus, receiver: Receiver) -> None:
     from app.services.replay_runner import run_job
     from tests.support.webhooks import recording_celery
