@@ -89,6 +89,8 @@ class SqlEventLog(SqlGroupsMixin):
     def close(self) -> None:
         """Release connections."""
         self._engine.dispose()
+        if self._reader is not self._engine:
+            self._reader.dispose()
 
     # -- stream lookups -------------------------------------------------------------------------
     def _stream(self, stream: str, fresh: bool = False, conn: Connection | None = None) -> tuple[int, int]:

@@ -81,7 +81,11 @@ def create_engines(url: str, pool_size: int) -> tuple[Engine, Engine, Engine, bo
         # once, SQLAlchemy invalidates the pool, and the caller's retry gets a fresh connection.
         engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
         # Reads need no transaction: offsets below a committed head never change. Saves BEGIN/ROLLBACK.
-        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # A pool of its own whose connections are born in autocommit: the same engine with an
+        # isolation_level option switched every connection on checkout and back on checkin, and psycopg2's
+        # switch back is a round trip (~90 us here, paid by every read the dispatcher makes).
+        reader = sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
+                                  isolation_level="AUTOCOMMIT")
     else:
         raise ValueError(f"the SQL event log supports sqlite and postgresql, not {backend!r}")
     return engine, reader, engine.execution_options(**{WRITE_OPTION: True}), backend == "postgresql"
