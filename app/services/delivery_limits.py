@@ -39,6 +39,7 @@ IDLE_RELEASE_S = 0.05  # slots idle this long go back: back-to-back batches keep
 TOKEN_KEEP_S = 1.0
 POLL_MIN_S, POLL_MAX_S = 0.005, 0.1  # waiting for another process to free a slot
 FAILURE_LOG_EVERY_S = 30.0
+REDIS_TIMEOUT_S = 2.0
 
 # KEYS[1] slots; ARGV: max in flight, lease ms, candidate names. Drops lapsed leases, adds as many of the
 # candidates as there is room for; returns how many (the first n of the candidates).
@@ -104,7 +105,9 @@ class SharedLimiter:
         import redis.asyncio as aioredis
 
         self.prefix = prefix
-        self._client: Any = aioredis.Redis.from_url(url)
+        # Bounded waits: a Redis that hangs must not hold deliveries (a timeout falls back to local limits).
+        self._client: Any = aioredis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
+                                                    socket_connect_timeout=REDIS_TIMEOUT_S)
         self._lease = self._client.register_script(_LEASE)
         self._renew = self._client.register_script(_RENEW)
         self._take = self._client.register_script(_TAKE)
