@@ -177,3 +177,27 @@ def test_a_replay_and_the_live_dispatcher_share_the_cap(shared_bus: Bus, receive
     assert job["status"] == "succeeded" and job["progress"]["succeeded"] >= 30
     assert receiver.max_in_flight <= 4  # live and replay each allow 4 on their own
     assert receiver.max_in_flight >= 3
+
+
+def test_retries_and_the_live_dispatcher_share_the_cap(shared_bus: Bus, receiver: Receiver) -> None:
+    from app.services.retries import retry_due
+    from tests.support.receiver import fail
+
+    slow = Reply(200, delay_s=0.2)
+    receiver.script("/again", *([fail()] * 20), slow)  # the first 20 requests fail, every later one is slow
+    stream = shared_bus.stream(partitions=2)
+    sub = shared_bus.subscribe(stream, receiver.url("/again"), max_in_flight=3, retry_schedule=[0.5, 60])
+    first = [event(key=f"a{i}") for i in range(20)]
+    shared_bus.publish(stream, first)
+    with dispatcher(shared_bus.app):
+        shared_bus.wait(lambda: len(shared_bus.deliveries(sub["id"], "retrying")) == 20, what="20 retrying")
+        time.sleep(0.6)  # due now
+        receiver.max_in_flight = 0
+        later = [event(key=f"b{i}") for i in range(20)]
+        shared_bus.publish(stream, later)  # the live dispatcher sends these while retry_due sends the first 20
+        with shared_bus.app.app_context():
+            retry_due(budget_s=30.0)
+        assert not receiver.wait_ids({e["id"] for e in later}, "/again", timeout=60)
+    assert len(shared_bus.deliveries(sub["id"], "succeeded")) == 40
+    assert receiver.max_in_flight <= 3  # the retry run and the live dispatcher each allow 3 on their own
+    assert receiver.max_in_flight >= 2
