@@ -106,14 +106,18 @@ class Bus:
             self.client.delete(f"/api/v1/subscriptions/{sub_id}", headers=self.tenant.headers("all"))
 
 
+def bus_on(app: Flask) -> Iterator[Bus]:
+    """A fresh tenant on ``app``; its subscriptions are deleted afterwards (the body of a fixture)."""
+    client = app.test_client()
+    harness = Bus(app, client, new_tenant(client, login(client, "admin", ADMIN_PASSWORD)))
+    yield harness
+    harness.cleanup()
+
+
 @pytest.fixture
 def bus(app: Flask) -> Iterator[Bus]:
     """A fresh tenant on the app under test; its subscriptions are deleted afterwards."""
-    client = app.test_client()
-    tenant = new_tenant(client, login(client, "admin", ADMIN_PASSWORD))
-    harness = Bus(app, client, tenant)
-    yield harness
-    harness.cleanup()
+    yield from bus_on(app)
 
 
 @contextmanager

@@ -14,8 +14,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, text
 
-from tests.integration.webhooks.conftest import Bus
-from tests.support.apps import ADMIN_PASSWORD, login, new_tenant
+from tests.integration.webhooks.conftest import Bus, bus_on
 
 pytestmark = pytest.mark.parametrize("app", ["postgresql", "sqlite"], indirect=True)
 
@@ -95,10 +94,7 @@ def _purge(app: Flask, chunk: int = 5000, budget_s: float = 20.0) -> int:
 @pytest.fixture
 def other_bus(app: Flask) -> Iterator[Bus]:
     """A second tenant on the same app."""
-    client = app.test_client()
-    harness = Bus(app, client, new_tenant(client, login(client, "admin", ADMIN_PASSWORD)))
-    yield harness
-    harness.cleanup()
+    yield from bus_on(app)
 
 
 def test_purges_old_succeeded_and_discarded_with_their_attempts_and_nothing_else(app: Flask, bus: Bus) -> None:

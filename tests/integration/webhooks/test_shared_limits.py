@@ -17,8 +17,7 @@ from app.bus.delivery import compile_filter, generate_secret
 from app.services import delivery_limits
 from app.services.dispatch_config import settings
 from app.services.dispatch_send import Courier, SubSpec
-from tests.integration.webhooks.conftest import FAST, Bus, dispatcher, event
-from tests.support.apps import ADMIN_PASSWORD, login, new_tenant
+from tests.integration.webhooks.conftest import FAST, Bus, bus_on, dispatcher, event
 from tests.support.fixtures import app_on
 from tests.support.receiver import Receiver, Reply, ok
 
@@ -147,10 +146,8 @@ def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
 
 @pytest.fixture
 def shared_bus(shared_app: Flask) -> Iterator[Bus]:
-    client = shared_app.test_client()
-    bus = Bus(shared_app, client, new_tenant(client, login(client, "admin", ADMIN_PASSWORD)))
-    yield bus
-    bus.cleanup()
+    """A tenant on the app with shared limits."""
+    yield from bus_on(shared_app)
 
 
 def test_a_replay_and_the_live_dispatcher_share_the_cap(shared_bus: Bus, receiver: Receiver) -> None:
