@@ -4,13 +4,14 @@ from __future__ import annotations
 import base64
 import re
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from app.bus.ids import new_id
 
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -44,7 +45,7 @@ class Event:
 
     type: str
     data: bytes
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_id)
     source: str = DEFAULT_SOURCE
     time: str | None = None
     subject: str | None = None
@@ -203,7 +204,7 @@ def event_from_json(obj: Any) -> Event:
     return Event(
         type=etype,
         data=data,
-        id=_opt_str(obj, "id") or str(uuid.uuid4()),
+        id=_opt_str(obj, "id") or new_id(),
         source=_opt_str(obj, "source") or DEFAULT_SOURCE,
         time=time or now_rfc3339(),
         subject=_opt_str(obj, "subject"),

@@ -1,13 +1,11 @@
 """Column helpers shared by the models."""
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
+from app.bus.ids import new_id
 
-def new_id() -> str:
-    """A new UUID string (API.md: ids are UUID strings)."""
-    return str(uuid.uuid4())
+__all__ = ["new_id", "utcnow"]
 
 
 def utcnow() -> datetime:

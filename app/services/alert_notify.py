@@ -5,10 +5,10 @@ to the console's ``/metrics`` room of the tenant.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime
 from typing import Any
 
+from app.bus.ids import new_id
 from app.models import AlertRule
 from app.models.alert import Alert
 from app.services import alert_email, publish, tasks
@@ -63,7 +63,7 @@ def notify(rule: AlertRule, slug: str, data: dict[str, Any]) -> None:
 def _publish(rule: AlertRule, slug: str, data: dict[str, Any]) -> None:
     principal = system_principal(rule.tenant_id, slug)
     stream = ensure_alert_stream(principal)
-    event = {"id": str(uuid.uuid4()), "type": f"alert.{data['state']}", "source": EVENT_SOURCE,
+    event = {"id": new_id(), "type": f"alert.{data['state']}", "source": EVENT_SOURCE,
              "subject": rule.name, "key": rule.id, "data": data}
     publish.publish_events(principal, stream, event)
 
