@@ -35,8 +35,9 @@ class DispatcherStep(bootsteps.StartStopStep):
             return
         self.dispatcher = Dispatcher(flask_app)
         self.dispatcher.start()
-        tune_dispatcher_process(settings(flask_app.config).switch_interval_s,
-                                freeze=bool(flask_app.config.get("GC_FREEZE_ON_START")))
+        tuning = settings(flask_app.config)
+        tune_dispatcher_process(tuning.switch_interval_s, freeze=bool(flask_app.config.get("GC_FREEZE_ON_START")),
+                                gc_threshold=tuning.gc_threshold)
 
     def stop(self, worker: Any) -> None:
         """Stop the dispatcher: in-flight batches finish and are recorded, leases are released."""
