@@ -110,10 +110,10 @@ class Config:
     WEBHOOK_DISPATCHER = _bool("WEBHOOK_DISPATCHER", True)  # False: this worker runs tasks only
     # Server processes freeze their startup objects out of the cyclic GC (app/runtime.py); off in tests.
     GC_FREEZE_ON_START = _bool("GC_FREEZE_ON_START", True)
+    # ... and set the cyclic collector's first-generation threshold to this (0: Python's 700).
+    GC_THRESHOLD = _int("GC_THRESHOLD", 50_000)
     # The dispatching worker's GIL switch interval (Python's default 0.005 s adds up to that per hand-over).
     WEBHOOK_SWITCH_INTERVAL_S = float(os.environ.get("WEBHOOK_SWITCH_INTERVAL_S", "0.001"))
-    # The dispatching worker's first-generation GC threshold (app/runtime.py); 0 keeps Python's 700.
-    WEBHOOK_GC_THRESHOLD = _int("WEBHOOK_GC_THRESHOLD", 50_000)
     # A runner's recorder waits this long for more sent batches to merge into one recording transaction.
     WEBHOOK_RECORD_LINGER_S = float(os.environ.get("WEBHOOK_RECORD_LINGER_S", "0.05"))
     # Fernet key encrypting webhook secrets at rest; absent: derived from SECRET_KEY.

@@ -80,9 +80,10 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
         db.session.remove()
 
     if app.config.get("GC_FREEZE_ON_START"):
-        from app.runtime import freeze_startup_objects
+        from app.runtime import tune_server_process
 
-        freeze_startup_objects()  # a server process: what is loaded now lives as long as it does
+        # A server process: what is loaded now lives as long as it does.
+        tune_server_process(int(app.config.get("GC_THRESHOLD") or 0))
     return app
 
 

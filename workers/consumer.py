@@ -35,9 +35,8 @@ class DispatcherStep(bootsteps.StartStopStep):
             return
         self.dispatcher = Dispatcher(flask_app)
         self.dispatcher.start()
-        tuning = settings(flask_app.config)
-        tune_dispatcher_process(tuning.switch_interval_s, freeze=bool(flask_app.config.get("GC_FREEZE_ON_START")),
-                                gc_threshold=tuning.gc_threshold)
+        tune_dispatcher_process(settings(flask_app.config).switch_interval_s,
+                                freeze=bool(flask_app.config.get("GC_FREEZE_ON_START")))
 
     def stop(self, worker: Any) -> None:
         """Stop the dispatcher: in-flight batches finish and are recorded, leases are released."""

@@ -51,8 +51,6 @@ class DeliverySettings:
     # The worker process's GIL switch interval: the dispatcher's loop (HTTP) shares the GIL with its database
     # threads, and Python's default 5 ms turns every hand-over into up to 5 ms of delivery latency.
     switch_interval_s: float
-    # The worker process's first-generation threshold of the cyclic garbage collector (0: Python's 700).
-    gc_threshold: int
     # How long a runner's recorder waits for more sent batches to merge into one recording transaction.
     record_linger_s: float
     # Redis holding each subscription's in-flight slots and rate tokens for every process (None: each process
@@ -82,7 +80,6 @@ def settings(config: Mapping[str, Any]) -> DeliverySettings:
         replay_chunk=setting(config, "WEBHOOK_REPLAY_CHUNK", 50, int),
         dispatcher_enabled=setting(config, "WEBHOOK_DISPATCHER", True, _bool),
         switch_interval_s=setting(config, "WEBHOOK_SWITCH_INTERVAL_S", 0.001, float),
-        gc_threshold=setting(config, "WEBHOOK_GC_THRESHOLD", 50_000, int),
         record_linger_s=setting(config, "WEBHOOK_RECORD_LINGER_S", 0.05, float),
         limits_url=(config.get("REDIS_URL") or None) if setting(config, "WEBHOOK_SHARED_LIMITS", True, _bool) else None,
     )
