@@ -1,9 +1,8 @@
 import logging
 from logging.config import fileConfig
 
-from flask import current_app
-
 from alembic import context
+from flask import current_app
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -49,9 +48,10 @@ target_db = current_app.extensions['migrate'].db
 def get_metadata():
     # The models share Flask-AppBuilder's declarative base (FAB's ab_* tables and ours); the SQL
     # event log's tables are SQLAlchemy Core tables of app/bus. Alembic owns them all.
+    from flask_appbuilder import Model
+
     import app.models  # noqa: F401  (registers the models on the metadata)
     from app.bus.log.sql_schema import metadata as log_metadata
-    from flask_appbuilder import Model
 
     return [Model.metadata, log_metadata]
 
@@ -102,14 +102,30 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table by copying it and dropping the old one. With foreign keys on (the app
+            # turns them on for every SQLite connection), that DROP deletes the rows first and their ON DELETE
+            # CASCADE empties the tables that reference it (delivery_attempts). Alembic's advice: keys off for
+            # the migration (it must be set outside a transaction), checked at the end, back on afterwards.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
             **conf_args
         )
 
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"foreign keys broken by the migration: {broken[:10]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():
