@@ -12,10 +12,10 @@ columns, a range on the third, oldest first — and commits each chunk, so locks
 short under a full dispatch load. It stops once its time budget is spent, after at least one non-empty
 chunk (so a run always makes progress); the next run picks up where the rows are.
 
-Attempts go with their delivery through the foreign key's ``ON DELETE CASCADE``. PostgreSQL always enforces
-it; SQLite only with ``PRAGMA foreign_keys=ON``, which ``create_app`` sets on every SQLite connection
-(``app._sqlite_pragmas``), so the cascade holds on both (``tests/integration/webhooks/
-test_delivery_retention.py`` checks the pragma and that the attempts are gone).
+Attempts go with their delivery through the ``deliveries_delete_attempts`` trigger (migration c4e7a91d3b20;
+it replaced the foreign key's ``ON DELETE CASCADE``, which checked every attempt row the dispatcher wrote),
+on PostgreSQL and SQLite alike (``tests/integration/webhooks/test_delivery_retention.py`` checks that the
+attempts are gone).
 
 Chunks are picked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite has no row locks and ignores it):
 two overlapping runs take disjoint rows instead of waiting on, or deadlocking with, each other.

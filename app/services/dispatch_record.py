@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 
 from app.bus.delivery import AttemptResult, classify, next_delay
 from app.extensions import db
@@ -110,6 +110,11 @@ def insert_new(spec: SubSpec, items: Sequence[Item], origin: str = ORIGIN_LIVE, 
     # row than the HTTP request of the delivery.
     bulk_insert(_DELIVERIES, rows)
     bulk_insert(_ATTEMPTS, _attempt_rows(items))
+    # Checked after the inserts: by then SQLite's single writer is ours too, so no deletion can slip in between.
+    if not _hold_subscription(spec.id):
+        logger.info("subscription %s was deleted: %d sent deliveries not recorded", spec.id, len(rows))
+        _forget(r["id"] for r in rows)  # as the deletion's trigger would have, had they been there
+        return
     after_attempts(spec, items, throttle_health)
 
 
@@ -131,9 +136,40 @@ def update_existing(spec: SubSpec, items: Sequence[Item], origin: str | None = N
         if only_status is not None:
             stmt = stmt.where(Delivery.status == only_status)
         changed += db.session.execute(stmt.values(**values).execution_options(synchronize_session=False)).rowcount
-    bulk_insert(_ATTEMPTS, _attempt_rows(items))
+    # The attempt was made either way; it is kept unless its delivery is gone (purged, or deleted with its
+    # subscription). Checked after the updates, as in ``insert_new``.
+    present = _hold_deliveries([i.delivery_id for i in items if i.result is not None])
+    bulk_insert(_ATTEMPTS, _attempt_rows(i for i in items if i.delivery_id in present))
     after_attempts(spec, items)
     return changed
+
+
+def _hold_subscription(subscription_id: str) -> bool:
+    """Keep the subscription from being deleted until this transaction ends; False when it is gone already.
+
+    What the foreign key of every delivery row did, once per recording: a deletion waits for the recording to
+    commit, and its trigger then deletes the new rows too (migration c4e7a91d3b20). SQLite has no row locks
+    (the rendering drops FOR KEY SHARE); its single writer orders the two transactions instead.
+    """
+    return db.session.execute(select(Subscription.id).where(Subscription.id == subscription_id)
+                              .with_for_update(read=True, key_share=True)).first() is not None
+
+
+def _forget(ids: Iterable[str]) -> None:
+    """Delete these deliveries of this transaction (their attempts go by trigger)."""
+    todo = list(ids)
+    for start in range(0, len(todo), 500):  # well under every database's parameter limit
+        db.session.execute(delete(Delivery).where(Delivery.id.in_(todo[start:start + 500]))
+                           .execution_options(synchronize_session=False))
+
+
+def _hold_deliveries(ids: Sequence[str]) -> set[str]:
+    """The ids of these deliveries that still exist, kept from deletion until this transaction ends (as above)."""
+    present: set[str] = set()
+    for start in range(0, len(ids), 500):  # well under every database's parameter limit
+        present.update(db.session.execute(select(Delivery.id).where(Delivery.id.in_(ids[start:start + 500]))
+                                          .with_for_update(read=True, key_share=True)).scalars())
+    return present
 
 
 def after_attempts(spec: SubSpec, items: Sequence[Item], throttle_health: bool = False) -> None:
