@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -57,8 +58,7 @@ class Event:
     @property
     def is_json(self) -> bool:
         """True when ``data`` is JSON (the content type says so)."""
-        ct = self.datacontenttype.split(";", 1)[0].strip().lower()
-        return ct == JSON_CONTENT_TYPE or ct.endswith("+json")
+        return _json_type(self.datacontenttype)
 
     def data_value(self) -> Any:
         """The payload as a JSON value when possible, else text, else None (see ``data_base64``)."""
@@ -86,6 +86,13 @@ class Record:
     offset: int
     timestamp_ms: int
     event: Event
+
+
+@functools.lru_cache(maxsize=256)
+def _json_type(content_type: str) -> bool:
+    # Asked for every event delivered or shown, of a handful of distinct content types: parsed once each.
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return ct == JSON_CONTENT_TYPE or ct.endswith("+json")
 
 
 _now_cache: tuple[int, str] = (-1, "")
@@ -215,28 +222,46 @@ def event_from_json(obj: Any) -> Event:
     )
 
 
-def event_to_json(event: Event) -> dict[str, Any]:
-    """The event as CloudEvents structured JSON (plus ``key`` and ``headers``)."""
-    out: dict[str, Any] = {
-        "specversion": SPECVERSION,
-        "id": event.id,
-        "source": event.source,
-        "type": event.type,
-        "time": event.time,
-        "subject": event.subject,
-        "datacontenttype": event.datacontenttype,
-        "dataschema": event.dataschema,
-        "key": event.key,
-        "headers": event.headers,
-    }
+def event_to_json(event: Event, omit_absent: bool = False) -> dict[str, Any]:
+    """The event as CloudEvents structured JSON (plus ``key`` and ``headers``).
+
+    ``omit_absent``: leave out attributes that are None, empty ``headers`` and null ``data`` (the webhook body),
+    rather than show them as null / {} (the API's view). Built directly either way: it runs once per delivery.
+    """
+    out: dict[str, Any]
+    if omit_absent:
+        out = {"specversion": SPECVERSION, "id": event.id, "source": event.source, "type": event.type}
+        for name, value in (("time", event.time), ("subject", event.subject),
+                            ("datacontenttype", event.datacontenttype), ("dataschema", event.dataschema),
+                            ("key", event.key)):
+            if value is not None:
+                out[name] = value
+        if event.headers:
+            out["headers"] = event.headers
+    else:
+        out = {
+            "specversion": SPECVERSION,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "time": event.time,
+            "subject": event.subject,
+            "datacontenttype": event.datacontenttype,
+            "dataschema": event.dataschema,
+            "key": event.key,
+            "headers": event.headers,
+        }
     # JSON payloads as JSON (null included), other text as a string; anything else, including JSON
     # content that does not parse, as data_base64 so that the bytes survive a round trip.
     if event.is_json:
         try:
-            out["data"] = orjson.loads(event.data)
-            return out
+            data = orjson.loads(event.data)
         except orjson.JSONDecodeError:
             pass
+        else:
+            if data is not None or not omit_absent:  # JSON null is absent data in the webhook form
+                out["data"] = data
+            return out
     else:
         try:
             out["data"] = event.data.decode("utf-8")

@@ -129,8 +129,7 @@ def share_of(spec: SubSpec, held: int) -> SubSpec:
 
 def body_of(event: Event) -> bytes:
     """The webhook body: CloudEvents structured JSON, absent attributes left out."""
-    doc = {k: v for k, v in event_to_json(event).items() if v is not None and not (k == "headers" and not v)}
-    return orjson.dumps(doc)
+    return orjson.dumps(event_to_json(event, omit_absent=True))
 
 
 def refused(reason: str) -> AttemptResult:
@@ -176,8 +175,11 @@ class Courier:
         return self._sender
 
     def _limit(self, spec: SubSpec) -> _Limits:
+        """The subscription's limits: kept while its settings stay the same, else made anew."""
         held = self._limits.get(spec.id)
-        if held is None or not held.spec.same_settings(spec):
+        if held is not None and held.spec.same_settings(spec):
+            held.spec = spec  # the same limits; the identity check in ``send`` now succeeds at once
+        else:
             held = _Limits(spec, asyncio.Semaphore(spec.max_in_flight), None)
             if self.settings.limits_url is not None:
                 if self._shared is None:
@@ -216,29 +218,30 @@ class Courier:
     async def send(self, spec: SubSpec, event_id: str, body: bytes,
                    cancelled: Callable[[], bool] | None = None) -> AttemptResult | None:
         """One signed POST within the subscription's in-flight cap and rate limit; None if cancelled meanwhile."""
-        limits = self._limit(spec)
+        limits = self._limits.get(spec.id)
+        if limits is None or (limits.spec is not spec and not limits.spec.same_settings(spec)):
+            limits = self._limit(spec)
+        # One coroutine for slots, rate, signing and the POST: this runs once per delivery on the dispatcher's
+        # busiest thread, where each extra awaited frame costs as much as the limits themselves.
         async with limits.semaphore:
-            if limits.slots is None:
-                return await self._post(spec, limits, event_id, body, cancelled)
-            await limits.slots.acquire()
+            slots = limits.slots
+            if slots is not None:
+                await slots.acquire()
             try:
-                return await self._post(spec, limits, event_id, body, cancelled)
+                if limits.tokens is not None:
+                    await limits.tokens.acquire()
+                elif limits.bucket is not None:
+                    await limits.bucket.acquire()
+                if cancelled is not None and cancelled():  # e.g. a 410 arrived while this one queued
+                    return None
+                try:
+                    headers = webhook_headers(event_id, spec.secrets, body)
+                except ValueError as exc:  # no live secret: nothing to sign with
+                    return AttemptResult(None, 0.0, None, f"not signed: {exc}", None)
+                return await self.sender.send(spec.url, body, headers, timeout_s=spec.timeout_s)
             finally:
-                limits.slots.release()
-
-    async def _post(self, spec: SubSpec, limits: _Limits, event_id: str, body: bytes,
-                    cancelled: Callable[[], bool] | None) -> AttemptResult | None:
-        if limits.tokens is not None:
-            await limits.tokens.acquire()
-        elif limits.bucket is not None:
-            await limits.bucket.acquire()
-        if cancelled is not None and cancelled():  # e.g. a 410 arrived while this one queued
-            return None
-        try:
-            headers = webhook_headers(event_id, spec.secrets, body)
-        except ValueError as exc:  # no live secret: nothing to sign with
-            return AttemptResult(None, 0.0, None, f"not signed: {exc}", None)
-        return await self.sender.send(spec.url, body, headers, timeout_s=spec.timeout_s)
+                if slots is not None:
+                    slots.release()
 
     def forget(self, keep: set[str]) -> None:
         """Drop the limits of subscriptions no longer served (shared slots go back once idle, on their own)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from app.bus.delivery.retry import parse_retry_after
+from app.bus.delivery.retry import RETRY_AFTER_STATUSES, parse_retry_after
 from app.bus.delivery.ssrf import GuardedResolver, RefusedAddress
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ MAX_DRAIN_BYTES = 64 * 1024
 KEEPALIVE_S = 5.0
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptResult:
     """One delivery attempt; ``error`` is set exactly when no HTTP status was received (status_code None)."""
 
@@ -69,25 +69,30 @@ class WebhookSender:
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
-            for old in [lp for lp in self._sessions if lp.is_closed()]:
-                del self._sessions[old]  # its loop is gone: nothing can close it any more
-            session = self._sessions[loop] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.max_connections, ttl_dns_cache=self.dns_cache_ttl_s, keepalive_timeout=KEEPALIVE_S,
-                    # The SSRF guard on the addresses actually connected to (DNS rebinding), not only on a lookup
-                    # made before; with private targets allowed there is nothing to check.
-                    resolver=None if self.allow_private else GuardedResolver(),
-                ),
-                timeout=self._timeout(self.timeout_s),
-                # No proxies, .netrc credentials or env CA overrides picked up by accident: deliveries go
-                # straight to the checked URL and never carry credentials meant for something else.
-                trust_env=False,
-                # The excerpt is the bytes as sent; a compressed answer is not inflated (no zip bombs).
-                auto_decompress=False,
-                headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
-                cookie_jar=aiohttp.DummyCookieJar(),  # one receiver's cookies must never reach another
-                raise_for_status=False,
-            )
+            session = self._new_session(loop)
+        return session
+
+    def _new_session(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+        """A session for ``loop`` (replacing a closed one), with the pool and guard every delivery goes through."""
+        for old in [lp for lp in self._sessions if lp.is_closed()]:
+            del self._sessions[old]  # its loop is gone: nothing can close it any more
+        session = self._sessions[loop] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self.max_connections, ttl_dns_cache=self.dns_cache_ttl_s, keepalive_timeout=KEEPALIVE_S,
+                # The SSRF guard on the addresses actually connected to (DNS rebinding), not only on a lookup
+                # made before; with private targets allowed there is nothing to check.
+                resolver=None if self.allow_private else GuardedResolver(),
+            ),
+            timeout=self._timeout(self.timeout_s),
+            # No proxies, .netrc credentials or env CA overrides picked up by accident: deliveries go
+            # straight to the checked URL and never carry credentials meant for something else.
+            trust_env=False,
+            # The excerpt is the bytes as sent; a compressed answer is not inflated (no zip bombs).
+            auto_decompress=False,
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+            cookie_jar=aiohttp.DummyCookieJar(),  # one receiver's cookies must never reach another
+            raise_for_status=False,
+        )
         return session
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
@@ -106,11 +111,7 @@ class WebhookSender:
         status: int | None = None
         retry_after: float | None = None
         excerpt = bytearray()
-
-        def result(error: str | None) -> AttemptResult:
-            text = excerpt.decode("utf-8", errors="replace") if status is not None else None
-            return AttemptResult(status, (time.perf_counter() - started) * 1000.0, text, error, retry_after)
-
+        error: str | None = None
         try:
             # The total timeout bounds the whole attempt, body included, so that a receiver dripping one
             # byte at a time cannot hold a delivery slot forever. A redirect is the receiver's
@@ -119,18 +120,22 @@ class WebhookSender:
                 url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout(timeout)
             ) as response:
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+                if status in RETRY_AFTER_STATUSES:  # the only answers whose Retry-After is honoured
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
                 await _read_excerpt(response, excerpt)
         except TimeoutError:  # aiohttp's timeouts (ServerTimeoutError, ...) are TimeoutErrors too
             if status is None:
-                return result(f"timeout after {timeout:g}s")
-            # The receiver answered; a slow body does not change its verdict.
-            logger.debug("timeout reading the response body from %s", url)
+                error = f"timeout after {timeout:g}s"
+            else:  # the receiver answered; a slow body does not change its verdict
+                logger.debug("timeout reading the response body from %s", url)
         except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a URL yarl cannot parse
             if status is None:
-                return result(_describe(exc))
-            logger.debug("error reading the response body from %s: %s", url, exc)
-        return result(None)
+                error = _describe(exc)
+            else:
+                logger.debug("error reading the response body from %s: %s", url, exc)
+        # Inline rather than a helper: this runs once per delivery, on the dispatcher's busiest thread.
+        text = excerpt.decode("utf-8", errors="replace") if status is not None else None
+        return AttemptResult(status, (time.perf_counter() - started) * 1000.0, text, error, retry_after)
 
     async def aclose(self) -> None:
         """Close the pooled connections: this loop's session now, another running loop's on that loop."""
