@@ -115,7 +115,7 @@ class Config:
     # The dispatching worker's GIL switch interval (Python's default 0.005 s adds up to that per hand-over).
     WEBHOOK_SWITCH_INTERVAL_S = float(os.environ.get("WEBHOOK_SWITCH_INTERVAL_S", "0.001"))
     # A runner's recorder waits this long for more sent batches to merge into one recording transaction.
-    WEBHOOK_RECORD_LINGER_S = float(os.environ.get("WEBHOOK_RECORD_LINGER_S", "0.05"))
+    WEBHOOK_RECORD_LINGER_S = float(os.environ.get("WEBHOOK_RECORD_LINGER_S", "0.2"))
     # Fernet key encrypting webhook secrets at rest; absent: derived from SECRET_KEY.
     WEBHOOK_SECRET_KEY = os.environ.get("WEBHOOK_SECRET_KEY")
 

@@ -80,6 +80,6 @@ def settings(config: Mapping[str, Any]) -> DeliverySettings:
         replay_chunk=setting(config, "WEBHOOK_REPLAY_CHUNK", 50, int),
         dispatcher_enabled=setting(config, "WEBHOOK_DISPATCHER", True, _bool),
         switch_interval_s=setting(config, "WEBHOOK_SWITCH_INTERVAL_S", 0.001, float),
-        record_linger_s=setting(config, "WEBHOOK_RECORD_LINGER_S", 0.05, float),
+        record_linger_s=setting(config, "WEBHOOK_RECORD_LINGER_S", 0.2, float),
         limits_url=(config.get("REDIS_URL") or None) if setting(config, "WEBHOOK_SHARED_LIMITS", True, _bool) else None,
     )
