@@ -24,14 +24,13 @@ from app.models.base import utcnow
 from app.models.delivery import DEAD, DISCARDED, ORIGIN_LIVE, RETRYING, WAITING
 from app.services import dispatch_leases
 from app.services.dispatch_config import DeliverySettings
-from app.services.dispatch_record import DISABLE, SUCCESS, Item, insert_new, settle
+from app.services.dispatch_record import DISABLE, IN_CHUNK, SUCCESS, Item, insert_new, settle
 from app.services.dispatch_send import Courier, SubSpec, body_of, refused
 from app.services.wire_format import decode_records, might_be_wire
 
 logger = logging.getLogger(__name__)
 
 DbCall = Callable[..., Awaitable[Any]]
-_CHUNK = 500  # values per IN (...): well under every database's parameter limit
 
 
 def recorded_offsets(subscription_id: str, spans: dict[int, tuple[int, int]]) -> set[tuple[int, int]]:
@@ -47,8 +46,8 @@ def recorded_offsets(subscription_id: str, spans: dict[int, tuple[int, int]]) ->
 def blocked_keys(subscription_id: str, keys: Sequence[str]) -> set[str]:
     """Keys of an ordered subscription with an earlier event retrying, waiting or dead: later events wait."""
     out: set[str] = set()
-    for start in range(0, len(keys), _CHUNK):
-        chunk = list(keys[start:start + _CHUNK])
+    for start in range(0, len(keys), IN_CHUNK):
+        chunk = list(keys[start:start + IN_CHUNK])
         out.update(db.session.execute(select(Delivery.event_key).distinct().where(
             Delivery.subscription_id == subscription_id, Delivery.status.in_((RETRYING, WAITING, DEAD)),
             Delivery.event_key.in_(chunk))).scalars())

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 SUCCESS, RETRY, DISABLE = "success", "retry", "disable"
 
 _DELIVERIES, _ATTEMPTS = Delivery.__table__, DeliveryAttempt.__table__
-_CHUNK = 500  # ids per IN (...): well under every database's parameter limit
+IN_CHUNK = 500  # values per IN (...): well under every database's parameter limit
 
 # Subscription success clocks: written at most this often by the live dispatcher (``after_attempts``).
 HEALTH_WRITE_EVERY_S = 1.0
@@ -159,16 +159,16 @@ def _hold_subscription(subscription_id: str) -> bool:
 def _forget(ids: Iterable[str]) -> None:
     """Delete these deliveries of this transaction (their attempts go by trigger)."""
     todo = list(ids)
-    for start in range(0, len(todo), _CHUNK):
-        db.session.execute(delete(Delivery).where(Delivery.id.in_(todo[start:start + _CHUNK]))
+    for start in range(0, len(todo), IN_CHUNK):
+        db.session.execute(delete(Delivery).where(Delivery.id.in_(todo[start:start + IN_CHUNK]))
                            .execution_options(synchronize_session=False))
 
 
 def _hold_deliveries(ids: Sequence[str]) -> set[str]:
     """The ids of these deliveries that still exist, kept from deletion until this transaction ends (as above)."""
     present: set[str] = set()
-    for start in range(0, len(ids), _CHUNK):
-        present.update(db.session.execute(select(Delivery.id).where(Delivery.id.in_(ids[start:start + _CHUNK]))
+    for start in range(0, len(ids), IN_CHUNK):
+        present.update(db.session.execute(select(Delivery.id).where(Delivery.id.in_(ids[start:start + IN_CHUNK]))
                                           .with_for_update(read=True, key_share=True)).scalars())
     return present
 

@@ -219,7 +219,7 @@ class Courier:
                    cancelled: Callable[[], bool] | None = None) -> AttemptResult | None:
         """One signed POST within the subscription's in-flight cap and rate limit; None if cancelled meanwhile."""
         limits = self._limits.get(spec.id)
-        if limits is None or (limits.spec is not spec and not limits.spec.same_settings(spec)):
+        if limits is None or limits.spec is not spec:  # a new snapshot: ``_limit`` decides whether they change
             limits = self._limit(spec)
         # One coroutine for slots, rate, signing and the POST: this runs once per delivery on the dispatcher's
         # busiest thread, where each extra awaited frame costs as much as the limits themselves.
