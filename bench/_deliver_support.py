@@ -194,8 +194,9 @@ def py_spy(pid: int, out: Path, mode: str = "wall") -> Iterator[None]:
     (gil), or the threads running on a CPU (cpu: includes work outside the GIL, e.g. in the database driver)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     flags = {"wall": ["--idle"], "gil": ["--gil"], "cpu": []}[mode]
+    rate = os.environ.get("BENCH_PYSPY_RATE", "200")  # samples/s; more see more, and cost the worker more
     cmd = [str(sup.BIN / "py-spy"), "record", "--pid", str(pid), "--threads", *flags,
-           "--rate", "200", "--format", "raw", "--output", f"{out}.txt", "--nonblocking"]
+           "--rate", rate, "--format", "raw", "--output", f"{out}.txt", "--nonblocking"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(out.parent / f"{out.name}.log").open("wb"))
     time.sleep(1.0)  # attached before the load starts
     try:
@@ -303,13 +304,16 @@ def paced_publish(base_url: str, key: str, bodies: Sequence[bytes], rate: float,
     return len(bodies) / (time.perf_counter() - t0)
 
 
-def plain_client(url: str, bodies: Sequence[tuple[str, bytes]], secret: str, concurrency: int) -> None:
-    """POST (id, body) pairs, signed like the bus does, with ``concurrency`` requests in flight: aiohttp, no bus."""
+def plain_client(url: str, bodies: Sequence[tuple[str, bytes]], secret: str, concurrency: int,
+                 client: str = "aiohttp") -> None:
+    """POST (id, body) pairs, signed like the bus does, with ``concurrency`` requests in flight, no bus: through
+    aiohttp (a plain async HTTP client), or ``http1`` (the bus's own HTTP/1.1 client, with nothing of the bus)."""
     import aiohttp
 
+    from app.bus.delivery.http1 import Http1Pool
     from app.bus.delivery.signing import webhook_headers
 
-    async def main() -> None:
+    async def with_aiohttp() -> None:
         connector = aiohttp.TCPConnector(limit=concurrency)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         async with aiohttp.ClientSession(connector=connector, headers=headers, auto_decompress=False) as session:
@@ -325,7 +329,36 @@ def plain_client(url: str, bodies: Sequence[tuple[str, bytes]], secret: str, con
 
             await asyncio.gather(*(one() for _ in range(concurrency)))
 
-    asyncio.run(main())
+    async def with_http1() -> None:
+        pool = Http1Pool(limit=concurrency, user_agent=USER_AGENT)
+        work = iter(bodies)
+
+        async def one() -> None:
+            for event_id, body in work:
+                resp = await pool.post(url, body, webhook_headers(event_id, [secret], body), 15.0)
+                if resp.status != 200:
+                    raise RuntimeError(f"plain client: HTTP {resp.status}")
+
+        try:
+            await asyncio.gather(*(one() for _ in range(concurrency)))
+        finally:
+            await pool.close()
+
+    asyncio.run(with_http1() if client == "http1" else with_aiohttp())
+
+
+def timeline(received_ns: Sequence[int], bucket_s: float = 0.25) -> tuple[list[int], float]:
+    """Deliveries/s in each ``bucket_s`` from the first one, and the rate over the middle 80% of them."""
+    ts = sorted(received_ns)
+    if len(ts) < 10:
+        return [], float("nan")
+    counts: dict[int, int] = {}
+    for t in ts:
+        b = int((t - ts[0]) / (bucket_s * 1e9))
+        counts[b] = counts.get(b, 0) + 1
+    lo, hi = ts[len(ts) // 10], ts[9 * len(ts) // 10]
+    middle = 0.8 * len(ts) / ((hi - lo) / 1e9) if hi > lo else float("nan")
+    return [round(counts.get(i, 0) / bucket_s) for i in range(max(counts) + 1)], middle
 
 
 def enqueue_naive(broker: str, url: str, bodies: Sequence[tuple[str, bytes]], secret: str) -> float:

@@ -72,6 +72,7 @@ class Result:
     bus_runs: list[float] = field(default_factory=list)
     publish_runs: list[float] = field(default_factory=list)
     plain_runs: list[float] = field(default_factory=list)
+    plain_http1_runs: list[float] = field(default_factory=list)  # (a'): the bus's HTTP client, nothing else
     naive_runs: list[float] = field(default_factory=list)
     latency_ms: dict[int, float] = field(default_factory=dict)  # each percentile's median over the latency runs
     latency_runs: list[dict[int, float]] = field(default_factory=list)
@@ -90,6 +91,13 @@ class Result:
 
 
 _say = sup.say
+
+
+def _timeline(args: argparse.Namespace, what: str, rec: ds.Receiver) -> None:
+    """With --timeline: the run's deliveries/s in 250-ms steps (ramp-up, steady state, tail)."""
+    if args.timeline:
+        steps, middle = ds.timeline(rec.dump()["received_ns"])
+        _say(f"  {what}: delivered/s every 250 ms {steps}; over the middle 80%: {middle:,.0f}/s")
 
 
 def delivered_rate(st: dict[str, int]) -> float:
@@ -153,7 +161,8 @@ def run_backend(name: str, args: argparse.Namespace) -> Result:
             _bus_run(res, args, rec, server.base_url, key, seq, parties, workers[0].pid)
             _plain_run(res, args, rec, sample["body"], secret, parties)
             _say(f"[{name}] run {run + 1}: bus {res.bus_runs[-1]:,.0f} delivered/s (published at "
-                 f"{res.publish_runs[-1]:,.0f}/s), plain client {res.plain_runs[-1]:,.0f}/s")
+                 f"{res.publish_runs[-1]:,.0f}/s), plain client {res.plain_runs[-1]:,.0f}/s, "
+                 f"plain http1 client {res.plain_http1_runs[-1]:,.0f}/s")
         res.low_latency_ms, _, _ = _latency_phase(res.backend, args, rec, server.base_url, key, seq, parties,
                                                   args.low_rate, 1, args.low_duration, workers[0].pid)
         rates = []
@@ -181,6 +190,7 @@ def run_backend(name: str, args: argparse.Namespace) -> Result:
             "receiver (bus)": parties.seconds("bus throughput", "receiver") * 1000 / bus_events,
             "plain client": parties.seconds("plain client", "bench") * 1000 / bus_events,
             "receiver (plain)": parties.seconds("plain client", "receiver") * 1000 / bus_events,
+            "plain http1 client": parties.seconds("plain http1 client", "bench") * 1000 / bus_events,
             "naive worker": parties.seconds("naive", "naive") * 1000 / naive_events,
         }
         _say(f"[{name}] tearing down")
@@ -207,18 +217,23 @@ def _bus_run(res: Result, args: argparse.Namespace, rec: ds.Receiver, base_url: 
             res.publish_runs.append(sup.post_batches(base_url, key, bodies, BATCH, args.publish_threads))
             st = rec.wait_unique(args.events, timeout_s=max(120.0, args.events / 50))
     res.bus_runs.append(delivered_rate(st))
+    _timeline(args, "bus", rec)
     res.duplicates += st["received"] - st["unique"]
 
 
 def _plain_run(res: Result, args: argparse.Namespace, rec: ds.Receiver, sample: str, secret: str,
                parties: ds.Parties) -> None:
-    """(a) the same bodies, signed, from a plain aiohttp client with the subscription's concurrency."""
-    rec.reset()
-    bodies = plain_bodies(sample, args.events)
-    with parties.measure("plain client"):
-        ds.plain_client(rec.url, bodies, secret, args.in_flight)
-        st = rec.wait_unique(len(bodies), timeout_s=60)
-    res.plain_runs.append(delivered_rate(st))
+    """(a) the same bodies, signed, from a plain aiohttp client with the subscription's concurrency; then (a')
+    the same from the bus's own HTTP/1.1 client (``http1``) alone."""
+    for client, runs, phase in (("aiohttp", res.plain_runs, "plain client"),
+                                ("http1", res.plain_http1_runs, "plain http1 client")):
+        rec.reset()
+        bodies = plain_bodies(sample, args.events)
+        with parties.measure(phase):
+            ds.plain_client(rec.url, bodies, secret, args.in_flight, client)
+            st = rec.wait_unique(len(bodies), timeout_s=60)
+        runs.append(delivered_rate(st))
+        _timeline(args, f"plain {client}", rec)
 
 
 def _latency_phase(backend: str, args: argparse.Namespace, rec: ds.Receiver, base_url: str, key: str, seq: Seq,
@@ -281,6 +296,8 @@ def report(res: Result, args: argparse.Namespace) -> list[tuple[str, str, str, s
     bus, plain, naive = (res.median(r) for r in (res.bus_runs, res.plain_runs, res.naive_runs))
     to_plain, to_naive = bus / plain, bus / naive
     pair_ratios = [b / p for b, p in zip(res.bus_runs, res.plain_runs, strict=True)]
+    plain_http1 = res.median(res.plain_http1_runs)
+    http1_ratios = [b / p for b, p in zip(res.bus_runs, res.plain_http1_runs, strict=True)]
     rows = [
         (f"bus ({args.bus_workers} worker process{'es' if args.bus_workers > 1 else ''}, {args.partitions} "
          f"partitions): publish-to-delivered (delivered/s)", f"{bus:,.0f}",
@@ -292,6 +309,10 @@ def report(res: Result, args: argparse.Namespace) -> list[tuple[str, str, str, s
         ("bus vs (b) naive", f"{to_naive:.1f}x", ">= 10x", f"{to_naive:.1f}",
          _verdict(to_naive, 10.0, "x", lower_is_better=False)),
         (f"(a) plain aiohttp client, {args.in_flight} in flight (delivered/s)", f"{plain:,.0f}", "-", "1.00", "-"),
+        (f"(a') plain client on the bus's own HTTP/1.1 sender (http1), {args.in_flight} in flight (delivered/s)",
+         f"{plain_http1:,.0f}", "-", f"{plain_http1 / plain:.2f}", "-"),
+        ("  bus / (a') of each run pair (their median)", ", ".join(f"{r:.2f}" for r in http1_ratios), "-",
+         f"{statistics.median(http1_ratios):.2f}", "-"),
         (f"(b) naive: a Celery task per event, {args.naive_threads} threads (delivered/s)", f"{naive:,.0f}", "-",
          f"{naive / plain:.2f}", "-"),
         ("  publish rate during the bus runs (events/s)", f"{res.median(res.publish_runs):,.0f}", "-", "", "-"),
@@ -355,6 +376,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--worker-concurrency", type=int, default=2, help="the bus worker's task pool")
     ap.add_argument("--worker-log-level", default="WARNING", help="DEBUG logs the dispatcher's batch timings")
     ap.add_argument("--log-dir", type=Path, help="keep the processes' logs here")
+    ap.add_argument("--timeline", action="store_true", help="print each throughput run's delivered/s every 250 ms")
     ap.add_argument("--profile", type=Path,
                     help="py-spy the bus worker during the throughput runs and latency phases into this dir")
     ap.add_argument("--profile-mode", choices=("wall", "gil", "cpu"), default="wall",

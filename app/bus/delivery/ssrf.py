@@ -5,11 +5,8 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 logger = logging.getLogger(__name__)
 
@@ -168,28 +165,14 @@ class RefusedAddress(OSError):
     """A host name resolved, when connecting, to an address webhooks must not reach."""
 
 
-class GuardedResolver(AbstractResolver):
-    """The HTTP client's resolver, refusing names that resolve to non-public addresses.
+def refuse_private(host: str, addresses: Sequence[str]) -> None:
+    """The HTTP client's check of the addresses it is about to connect to: RefusedAddress unless all are public.
 
     ``check_url`` looks a name up before a batch is sent, but the client resolves it again to connect: a DNS
     answer that changes in between (rebinding: public for the check, 127.0.0.1 for the connection) would get
-    through. Checking the very answer the connector then connects to closes that window. IP literals never
-    reach a resolver; ``check_url`` covers them.
+    through. Checking the very answer the connection then uses (``http1.Http1Pool``) closes that window.
     """
-
-    def __init__(self, inner: AbstractResolver | None = None) -> None:
-        self._inner = inner or DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        """The inner resolver's answer when every address is public; RefusedAddress (an OSError) otherwise."""
-        results = await self._inner.resolve(host, port, family)
-        try:
-            _check_addresses(host, [r["host"] for r in results], allow_private=False)
-        except UnsafeUrl as exc:
-            raise RefusedAddress(str(exc)) from None
-        return results
-
-    async def close(self) -> None:
-        """Close the inner resolver."""
-        await self._inner.close()
+    try:
+        _check_addresses(host, addresses, allow_private=False)
+    except UnsafeUrl as exc:
+        raise RefusedAddress(str(exc)) from None

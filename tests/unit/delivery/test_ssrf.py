@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from typing import Any
 
 import pytest
-from aiohttp.abc import AbstractResolver
 
-from app.bus.delivery.ssrf import GuardedResolver, RefusedAddress, UnsafeUrl, check_url, check_url_async
+from app.bus.delivery.ssrf import RefusedAddress, UnsafeUrl, check_url, check_url_async, refuse_private
 
 
 def resolver_for(*addresses: str):
@@ -155,34 +152,17 @@ def test_async_variant() -> None:
     asyncio.run(run())
 
 
-class ScriptedDns(AbstractResolver):
-    """Stands in for a DNS server (none can be run here): answers each lookup with the next scripted address."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
-        addr = self.answers.pop(0)
-        return [{"hostname": host, "host": addr, "port": port, "family": family, "proto": 0, "flags": 0}]
-
-    async def close(self) -> None:
-        pass
-
-
-def test_guarded_resolver_refuses_a_rebinding_answer() -> None:
-    # The check before the batch saw a public address; the connection's own lookup gets loopback: refused there.
-    async def run() -> None:
-        resolver = GuardedResolver(ScriptedDns("93.184.216.34", "127.0.0.1", "10.1.2.3"))
-        first = await resolver.resolve("hooks.example", 443)
-        assert [r["host"] for r in first] == ["93.184.216.34"]
-        with pytest.raises(RefusedAddress, match="loopback"):
-            await resolver.resolve("hooks.example", 443)
-        with pytest.raises(RefusedAddress, match="private"):
-            await resolver.resolve("hooks.example", 443)
-
-    asyncio.run(run())
+def test_refuse_private_checks_every_address_of_an_answer() -> None:
+    # The HTTP client's check of the addresses it connects to (test_http1 shows it runs on every connection).
+    refuse_private("hooks.example", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
+    with pytest.raises(RefusedAddress, match="loopback"):
+        refuse_private("hooks.example", ["93.184.216.34", "127.0.0.1"])
+    with pytest.raises(RefusedAddress, match="private"):
+        refuse_private("hooks.example", ["10.1.2.3"])
+    with pytest.raises(RefusedAddress, match="does not resolve"):
+        refuse_private("hooks.example", [])
 
 
 def test_refused_address_is_an_os_error() -> None:
-    # aiohttp turns a resolver's OSError into a connection error of that request (never a crash of the sender).
+    # The sender reports an OSError from connecting as that attempt's error (never a crash of the dispatcher).
     assert issubclass(RefusedAddress, OSError)
