@@ -8,7 +8,7 @@ import sys
 def freeze_startup_objects() -> None:
     """Move every object alive now out of the cyclic garbage collector's reach.
 
-    The app, Celery, SQLAlchemy, aiohttp and their caches live as long as the process. Left tracked, every
+    The app, Celery, SQLAlchemy and their caches live as long as the process. Left tracked, every
     full collection traversed them (~250k objects, 130-190 ms on the bench box), a pause of every thread
     that showed up as the tail of publish and delivery latency (docs/performance.md). Objects made later
     are collected as before.
