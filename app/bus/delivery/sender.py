@@ -148,11 +148,11 @@ def _describe(exc: BaseException) -> str:
         return f"refused: {exc}"  # as when the check before the batch refuses the URL
     if isinstance(exc, InvalidUrl):
         prefix = "invalid URL"
-    elif isinstance(exc, ValueError):
-        prefix = "invalid request"
     elif isinstance(exc, ProtocolError):
         prefix = "protocol error"
-    else:  # OSError: only connecting raises it (resolving, TCP, TLS); later trouble is a ProtocolError
-        prefix = "connection failed"
+    elif isinstance(exc, OSError):  # only connecting raises it (resolving, TCP, TLS); later trouble is a ProtocolError
+        prefix = "connection failed"  # checked before ValueError: a certificate error is both
+    else:
+        prefix = "invalid request"
     message = str(exc).strip()
     return f"{prefix}: {message}" if message else f"{prefix}: {type(exc).__name__}"

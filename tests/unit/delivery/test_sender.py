@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
+import trustme
 from aiohttp import web
 
 from app.bus.delivery.sender import MAX_EXCERPT_BYTES, AttemptResult, WebhookSender
@@ -343,5 +345,37 @@ def test_names_resolving_to_private_addresses_are_refused_when_connecting() -> N
                 allowed = await open_sender.send(url, BODY, HEADERS)
             assert allowed.status_code == 200
             assert server.bodies == [BODY]
+
+    asyncio.run(main())
+
+
+def test_https_is_verified_and_a_bad_certificate_is_a_connection_failure() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+
+    async def main() -> None:
+        async def ok(request: web.Request) -> web.Response:
+            return web.Response(text="secure")
+
+        app = web.Application()
+        app.router.add_post("/ok", ok)
+        runner = web.AppRunner(app, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        url = f"https://127.0.0.1:{runner.addresses[0][1]}/ok"
+        try:
+            async with WebhookSender(timeout_s=2, allow_private=True, ssl_context=trusting) as sender:
+                good = await sender.send(url, BODY, HEADERS)
+            async with WebhookSender(timeout_s=2, allow_private=True) as sender:  # the system's CAs only
+                bad = await sender.send(url, BODY, HEADERS)
+        finally:
+            await runner.cleanup()
+        assert (good.status_code, good.response_excerpt, good.error) == (200, "secure", None)
+        assert bad.status_code is None and bad.error is not None
+        assert bad.error.startswith("connection failed: ") and "CERTIFICATE_VERIFY_FAILED" in bad.error
 
     asyncio.run(main())
