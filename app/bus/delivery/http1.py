@@ -11,9 +11,10 @@ What it keeps from the aiohttp setup it replaces: pooled keep-alive connections 
 dropped after ``keepalive_s`` idle; a cap on open connections; one deadline over connect, send and the whole
 response; a DNS cache with a short TTL; an address check on the very answer it connects to (the SSRF guard's
 rebinding defence); TLS verified against the system's CAs with SNI; header values refused if they hold CR or
-LF (no header injection from event ids). Responses: status, ``Retry-After`` and the first ``max_excerpt``
-bytes of the body; up to ``max_drain`` more are read and dropped so that the connection can be reused, a
-longer body closes it. Nothing is retried here: a POST that failed is the caller's to retry.
+LF (no header injection from event ids). A name's addresses are tried in turn within the deadline (no Happy
+Eyeballs racing of IPv6 against IPv4, which aiohttp had). Responses: status, ``Retry-After`` and the first
+``max_excerpt`` bytes of the body; up to ``max_drain`` more are read and dropped so that the connection can be
+reused, a longer body closes it. Nothing is retried here: a POST that failed is the caller's to retry.
 """
 from __future__ import annotations
 
