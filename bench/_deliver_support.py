@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import itertools
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -242,7 +243,7 @@ class Parties:
         for name, roots in self.trees.items():
             for pid in roots():
                 owner.update(dict.fromkeys(tree(pid), name))
-        owner[os.getpid()] = "bench"
+        owner[os.getpid()] = "bench"  # its CPU includes its waited-for children (plain client processes)
         totals = self.cpu.setdefault(phase, {})
         for pid, (comm, cpu) in p1.items():
             used = cpu - p0.get(pid, (comm, 0.0))[1]
@@ -304,14 +305,42 @@ def paced_publish(base_url: str, key: str, bodies: Sequence[bytes], rate: float,
     return len(bodies) / (time.perf_counter() - t0)
 
 
+def plain_clients(url: str, bodies: Sequence[tuple[str, bytes]], secret: str, concurrency: int,
+                  client: str = "aiohttp", processes: int = 1) -> None:
+    """``plain_client`` in ``processes`` processes at once, each with its share of the bodies and of the concurrency.
+
+    The children import and connect first and start together (a barrier): the receiver's first-to-last rate then
+    measures them all sending, not one starting while another is still importing.
+    """
+    if processes <= 1:
+        plain_client(url, bodies, secret, concurrency, client)
+        return
+    ctx = multiprocessing.get_context("spawn")  # the bench has threads: no fork
+    start = ctx.Barrier(processes)
+    children = [ctx.Process(target=plain_client, args=(url, list(bodies[i::processes]), secret,
+                                                       max(1, concurrency // processes), client, start))
+                for i in range(processes)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    failed = [c.exitcode for c in children if c.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"plain client processes failed: exit codes {failed}")
+
+
 def plain_client(url: str, bodies: Sequence[tuple[str, bytes]], secret: str, concurrency: int,
-                 client: str = "aiohttp") -> None:
+                 client: str = "aiohttp", start: Any = None) -> None:
     """POST (id, body) pairs, signed like the bus does, with ``concurrency`` requests in flight, no bus: through
-    aiohttp (a plain async HTTP client), or ``http1`` (the bus's own HTTP/1.1 client, with nothing of the bus)."""
+    aiohttp (a plain async HTTP client), or ``http1`` (the bus's own HTTP/1.1 client, with nothing of the bus).
+    ``start``: a barrier to wait at once ready (``plain_clients``)."""
     import aiohttp
 
     from app.bus.delivery.http1 import Http1Pool
     from app.bus.delivery.signing import webhook_headers
+
+    if start is not None:
+        start.wait()
 
     async def with_aiohttp() -> None:
         connector = aiohttp.TCPConnector(limit=concurrency)

@@ -230,7 +230,7 @@ def _plain_run(res: Result, args: argparse.Namespace, rec: ds.Receiver, sample: 
         rec.reset()
         bodies = plain_bodies(sample, args.events)
         with parties.measure(phase):
-            ds.plain_client(rec.url, bodies, secret, args.in_flight, client)
+            ds.plain_clients(rec.url, bodies, secret, args.in_flight, client, args.plain_processes)
             st = rec.wait_unique(len(bodies), timeout_s=60)
         runs.append(delivered_rate(st))
         _timeline(args, f"plain {client}", rec)
@@ -308,8 +308,10 @@ def report(res: Result, args: argparse.Namespace) -> list[tuple[str, str, str, s
          "-", f"{statistics.median(pair_ratios):.2f}", "-"),
         ("bus vs (b) naive", f"{to_naive:.1f}x", ">= 10x", f"{to_naive:.1f}",
          _verdict(to_naive, 10.0, "x", lower_is_better=False)),
-        (f"(a) plain aiohttp client, {args.in_flight} in flight (delivered/s)", f"{plain:,.0f}", "-", "1.00", "-"),
-        (f"(a') plain client on the bus's own HTTP/1.1 sender (http1), {args.in_flight} in flight (delivered/s)",
+        (f"(a) plain aiohttp client, {args.in_flight} in flight{_procs(args)} (delivered/s)", f"{plain:,.0f}", "-",
+         "1.00", "-"),
+        (f"(a') plain client on the bus's own HTTP/1.1 sender (http1), {args.in_flight} in flight{_procs(args)} "
+         "(delivered/s)",
          f"{plain_http1:,.0f}", "-", f"{plain_http1 / plain:.2f}", "-"),
         ("  bus / (a') of each run pair (their median)", ", ".join(f"{r:.2f}" for r in http1_ratios), "-",
          f"{statistics.median(http1_ratios):.2f}", "-"),
@@ -333,6 +335,10 @@ def report(res: Result, args: argparse.Namespace) -> list[tuple[str, str, str, s
     rows.append(("  CPU per event (ms): " + ", ".join(res.cpu_ms),
                  "/".join(f"{v:.2f}" for v in res.cpu_ms.values()), "-", "", "-"))
     return rows
+
+
+def _procs(args: argparse.Namespace) -> str:
+    return f", {args.plain_processes} processes" if args.plain_processes > 1 else ""
 
 
 def print_table(res: Result, args: argparse.Namespace) -> None:
@@ -376,6 +382,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--worker-concurrency", type=int, default=2, help="the bus worker's task pool")
     ap.add_argument("--worker-log-level", default="WARNING", help="DEBUG logs the dispatcher's batch timings")
     ap.add_argument("--log-dir", type=Path, help="keep the processes' logs here")
+    ap.add_argument("--plain-processes", type=int,
+                    help="processes of the plain clients (a) and (a'), sharing the bodies and the in-flight count "
+                         "(default: as many as --bus-workers)")
     ap.add_argument("--timeline", action="store_true", help="print each throughput run's delivered/s every 250 ms")
     ap.add_argument("--profile", type=Path,
                     help="py-spy the bus worker during the throughput runs and latency phases into this dir")
@@ -386,6 +395,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.events, args.runs, args.duration, args.low_duration, args.naive_events = 3_000, 1, 2.0, 2.0, 500
         args.latency_runs = 1
+    if args.plain_processes is None:  # the plain clients get the processes the bus gets
+        args.plain_processes = args.bus_workers
     return args
 
 
