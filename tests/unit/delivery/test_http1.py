@@ -340,3 +340,31 @@ def test_tls_verifies_the_certificate_and_the_name() -> None:
                 await untrusting.close()
 
     run(body, ssl_context=trusting)
+
+
+def test_at_the_cap_an_idle_connection_to_another_host_makes_room() -> None:
+    async def body(pool: Http1Pool) -> None:
+        async with scripted(answer(OK)) as first, scripted(answer(OK)) as second:
+            assert (await pool.post(first.url, BODY, HEADERS, 5)).status == 200
+            assert (await pool.post(second.url, BODY, HEADERS, 5)).status == 200  # no wait for the idle one
+            await asyncio.sleep(0.05)
+            assert (first.open_now, second.open_now) == (0, 1)
+
+    run(body, limit=1)
+
+
+def test_closing_the_pool_fails_the_requests_in_flight() -> None:
+    async def silent(_: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    async def body(pool: Http1Pool) -> None:
+        async with scripted(silent) as server:
+            send = asyncio.ensure_future(pool.post(server.url, BODY, HEADERS, 5))
+            await asyncio.sleep(0.1)
+            await pool.close()
+            with pytest.raises(ProtocolError):
+                await send
+            with pytest.raises(RuntimeError, match="closed"):
+                await pool.post(server.url, BODY, HEADERS, 5)
+
+    run(body)
