@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 import trustme
 
-from app.bus.delivery.http1 import Http1Pool, InvalidUrl, ProtocolError
+from app.bus.delivery.http1 import Http1Pool, InvalidUrl, ProtocolError, Response
 from app.bus.delivery.ssrf import RefusedAddress, refuse_private
 
 pytestmark = pytest.mark.timeout(60)
@@ -101,6 +101,18 @@ def run(test: Callable[[Http1Pool], Awaitable[None]], **options: object) -> None
     asyncio.run(main())
 
 
+def response_to(raw: bytes) -> Response:
+    """What the pool makes of ``raw`` as the answer to one POST."""
+    got: list[Response] = []
+
+    async def body(pool: Http1Pool) -> None:
+        async with scripted(answer(raw)) as server:
+            got.append(await pool.post(server.url, BODY, HEADERS, 5))
+
+    run(body)
+    return got[0]
+
+
 def test_request_is_framed_as_http_1_1() -> None:
     async def body(pool: Http1Pool) -> None:
         async with scripted(answer(OK)) as server:
@@ -154,23 +166,13 @@ def test_connection_close_is_honoured() -> None:
 
 
 def test_interim_100_continue_is_skipped() -> None:
-    async def body(pool: Http1Pool) -> None:
-        async with scripted(answer(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)) as server:
-            response = await pool.post(server.url, BODY, HEADERS, 5)
-        assert (response.status, response.excerpt) == (200, b"ok")
-
-    run(body)
+    response = response_to(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+    assert (response.status, response.excerpt) == (200, b"ok")
 
 
 def test_retry_after_is_kept_as_sent() -> None:
-    busy = b"HTTP/1.1 429 Too Many\r\nRETRY-after: 7\r\nContent-Length: 0\r\n\r\n"
-
-    async def body(pool: Http1Pool) -> None:
-        async with scripted(answer(busy)) as server:
-            response = await pool.post(server.url, BODY, HEADERS, 5)
-        assert (response.status, response.retry_after, response.excerpt) == (429, "7", b"")
-
-    run(body)
+    response = response_to(b"HTTP/1.1 429 Too Many\r\nRETRY-after: 7\r\nContent-Length: 0\r\n\r\n")
+    assert (response.status, response.retry_after, response.excerpt) == (429, "7", b"")
 
 
 @pytest.mark.parametrize(("raw", "message"), [
