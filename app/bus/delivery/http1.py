@@ -30,6 +30,13 @@ import httptools
 from yarl import URL
 
 USER_AGENT = "apg-event-bus/0.1"
+MAX_EXCERPT_BYTES = 4096  # of a response body kept (the attempt's excerpt)
+# After the excerpt we drain at most this much more so that the connection can go back to the pool;
+# a longer body costs more than a new connection, so we drop the connection instead.
+MAX_DRAIN_BYTES = 64 * 1024
+# Idle pooled connections are dropped after this (httpx's default, kept): at or under the idle timeout of
+# common servers (Node 5 s, nginx 75 s), so that a request rarely goes out on a connection being closed.
+KEEPALIVE_S = 5.0
 # Bounded caches: a dispatcher serves a few hundred URLs; anything beyond is re-parsed or re-resolved.
 _MAX_TARGETS = 4096
 _MAX_DNS_ENTRIES = 4096
@@ -186,10 +193,10 @@ class _Connection(asyncio.Protocol):
 class Http1Pool:
     """Keep-alive HTTP/1.1 connections for POSTs from one event loop (create it, use it and close it there)."""
 
-    def __init__(self, *, limit: int = 1000, keepalive_s: float = 5.0, dns_ttl_s: float = 10.0,
+    def __init__(self, *, limit: int = 1000, keepalive_s: float = KEEPALIVE_S, dns_ttl_s: float = 10.0,
                  check: AddressCheck | None = None, user_agent: str = USER_AGENT,
-                 ssl_context: ssl.SSLContext | None = None, max_excerpt: int = 4096,
-                 max_drain: int = 64 * 1024) -> None:
+                 ssl_context: ssl.SSLContext | None = None, max_excerpt: int = MAX_EXCERPT_BYTES,
+                 max_drain: int = MAX_DRAIN_BYTES) -> None:
         """``check``: called with every resolved (or literal) address list before connecting; may raise OSError."""
         self.max_excerpt = max_excerpt
         self.max_drain = max_drain

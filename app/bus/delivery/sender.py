@@ -2,26 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.bus.delivery.http1 import Http1Pool, InvalidUrl, ProtocolError
+from app.bus.delivery.http1 import USER_AGENT, Http1Pool, InvalidUrl, ProtocolError
 from app.bus.delivery.retry import RETRY_AFTER_STATUSES, parse_retry_after
 from app.bus.delivery.ssrf import RefusedAddress, refuse_private
-
-logger = logging.getLogger(__name__)
-
-MAX_EXCERPT_BYTES = 4096
-# After the excerpt we drain at most this much more so that the connection can go back to the pool;
-# a longer body costs more than a new connection, so we drop the connection instead.
-MAX_DRAIN_BYTES = 64 * 1024
-# Idle pooled connections are dropped after this (httpx's default, kept): at or under the idle timeout of
-# common servers (Node 5 s, nginx 75 s), so that a request rarely goes out on a connection being closed.
-KEEPALIVE_S = 5.0
 
 
 @dataclass(slots=True)
@@ -42,7 +31,7 @@ class WebhookSender:
         self,
         timeout_s: float = 15.0,
         max_connections: int = 1000,
-        user_agent: str = "apg-event-bus/0.1",
+        user_agent: str = USER_AGENT,
         dns_cache_ttl_s: int = 10,
         allow_private: bool = False,
         ssl_context: ssl.SSLContext | None = None,
@@ -85,9 +74,8 @@ class WebhookSender:
         # actually connected to (DNS rebinding), not only on a lookup made before; with private targets allowed
         # there is nothing to check.
         pool = self._pools[loop] = Http1Pool(
-            limit=self.max_connections, keepalive_s=KEEPALIVE_S, dns_ttl_s=self.dns_cache_ttl_s,
-            check=None if self.allow_private else refuse_private, user_agent=self.user_agent,
-            ssl_context=self.ssl_context, max_excerpt=MAX_EXCERPT_BYTES, max_drain=MAX_DRAIN_BYTES)
+            limit=self.max_connections, dns_ttl_s=self.dns_cache_ttl_s, user_agent=self.user_agent,
+            check=None if self.allow_private else refuse_private, ssl_context=self.ssl_context)
         return pool
 
     async def send(

@@ -13,7 +13,8 @@ import pytest
 import trustme
 from aiohttp import web
 
-from app.bus.delivery.sender import MAX_EXCERPT_BYTES, AttemptResult, WebhookSender
+from app.bus.delivery.http1 import MAX_EXCERPT_BYTES
+from app.bus.delivery.sender import AttemptResult, WebhookSender
 
 pytestmark = pytest.mark.timeout(60)
 
