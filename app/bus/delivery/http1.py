@@ -34,9 +34,10 @@ MAX_EXCERPT_BYTES = 4096  # of a response body kept (the attempt's excerpt)
 # After the excerpt we drain at most this much more so that the connection can go back to the pool;
 # a longer body costs more than a new connection, so we drop the connection instead.
 MAX_DRAIN_BYTES = 64 * 1024
-# Idle pooled connections are dropped after this (httpx's default, kept): at or under the idle timeout of
-# common servers (Node 5 s, nginx 75 s), so that a request rarely goes out on a connection being closed.
-KEEPALIVE_S = 5.0
+# Idle pooled connections are dropped after this: under the idle timeout of common servers (Node 5 s, nginx
+# 75 s) by more than a round trip, so that a POST never goes out on a connection the server is closing (a POST
+# is not retried: it would fail as "closed the connection without answering").
+KEEPALIVE_S = 4.0
 # Bounded caches: a dispatcher serves a few hundred URLs; anything beyond is re-parsed or re-resolved.
 _MAX_TARGETS = 4096
 _MAX_DNS_ENTRIES = 4096
