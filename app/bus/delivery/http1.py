@@ -38,6 +38,9 @@ MAX_DRAIN_BYTES = 64 * 1024
 # 75 s) by more than a round trip, so that a POST never goes out on a connection the server is closing (a POST
 # is not retried: it would fail as "closed the connection without answering").
 KEEPALIVE_S = 4.0
+# A status line and headers longer than this fail the attempt (aiohttp's limit was 8 KB a line): a receiver
+# must not make us buffer an endless header.
+MAX_HEAD_BYTES = 64 * 1024
 # Bounded caches: a dispatcher serves a few hundred URLs; anything beyond is re-parsed or re-resolved.
 _MAX_TARGETS = 4096
 _MAX_DNS_ENTRIES = 4096
@@ -89,6 +92,7 @@ class _Connection(asyncio.Protocol):
         self.retry_after: str | None = None
         self.excerpt = bytearray()
         self.dropped = 0  # body bytes read past the excerpt
+        self.head_bytes = 0  # bytes read before the headers were complete
         self.reusable = False  # the last response was read whole and the server keeps the connection open
         self.closed = False
         self.registered = False  # holds one of the pool's connection slots (given back by ``forget``)
@@ -110,6 +114,11 @@ class _Connection(asyncio.Protocol):
             self._fail(ProtocolError("the server switched protocols"))
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"invalid response: {exc}"))
+        else:
+            if not self.status:  # still in the status line or headers after this chunk
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD_BYTES:
+                    self._fail(ProtocolError(f"the answer's headers exceed {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -155,7 +164,7 @@ class _Connection(asyncio.Protocol):
     def send(self, payload: bytes, waiter: asyncio.Future[Response]) -> None:
         """Write one request; ``waiter`` gets its response."""
         self.waiter = waiter
-        self.status, self.retry_after, self.dropped, self.reusable = 0, None, 0, False
+        self.status, self.retry_after, self.dropped, self.head_bytes, self.reusable = 0, None, 0, 0, False
         self.excerpt = bytearray()
         assert self.transport is not None  # noqa: S101 - set by connection_made before the pool hands it out
         self.transport.write(payload)

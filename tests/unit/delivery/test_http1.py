@@ -177,6 +177,7 @@ def test_retry_after_is_kept_as_sent() -> None:
 
 @pytest.mark.parametrize(("raw", "message"), [
     (b"", "closed the connection without answering"),
+    (b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 100_000, "headers exceed"),
     (b"SMTP ready\r\n\r\n", "invalid response"),
     (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "switched protocols"),
 ])
