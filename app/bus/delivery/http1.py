@@ -5,7 +5,7 @@ benchmark machine, most of it Python (session, request and response objects, mul
 timers, tracing hooks), and the dispatcher is GIL-bound: half of its time went there. A webhook POST needs
 much less — one request at a time per connection, no redirects, cookies, proxies, compression or streamed
 uploads — so this module does only that, on asyncio's own transports (TLS included) with responses parsed by
-llhttp through httptools (uvicorn's parser): ~35 us a POST. ``bench/deliver.py`` measures both.
+llhttp through httptools (uvicorn's parser): 37-48 us a POST. ``bench/deliver.py`` measures both.
 
 What it keeps from the aiohttp setup it replaces: pooled keep-alive connections per (scheme, host, port),
 dropped after ``keepalive_s`` idle; a cap on open connections; one deadline over connect, send and the whole
@@ -35,7 +35,7 @@ MAX_EXCERPT_BYTES = 4096  # of a response body kept (the attempt's excerpt)
 # a longer body costs more than a new connection, so we drop the connection instead.
 MAX_DRAIN_BYTES = 64 * 1024
 # Idle pooled connections are dropped after this: under the idle timeout of common servers (Node 5 s, nginx
-# 75 s) by more than a round trip, so that a POST never goes out on a connection the server is closing (a POST
+# 75 s) by more than a round trip, so that a POST does not go out on a connection the server is closing (a POST
 # is not retried: it would fail as "closed the connection without answering").
 KEEPALIVE_S = 4.0
 # A status line and headers longer than this fail the attempt (aiohttp's limit was 8 KB a line): a receiver
