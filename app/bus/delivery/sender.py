@@ -7,6 +7,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from app.bus.delivery.http1 import USER_AGENT, Http1Pool, InvalidUrl, ProtocolError
 from app.bus.delivery.retry import RETRY_AFTER_STATUSES, parse_retry_after
@@ -41,12 +42,13 @@ class WebhookSender:
         ``ssl_context``: the TLS settings of https deliveries (default: the system's CAs, hostnames checked).
         """
         self.timeout_s = timeout_s
-        self.allow_private = allow_private
-        self.max_connections = max_connections
-        self.user_agent = user_agent
-        # Short: the SSRF guard checks the name's addresses per batch, the pool should not outlive a DNS change.
-        self.dns_cache_ttl_s = dns_cache_ttl_s
-        self.ssl_context = ssl_context
+        # Every loop's pool is built alike. The SSRF guard runs on the addresses actually connected to (DNS
+        # rebinding), not only on a lookup made before; with private targets allowed there is nothing to check.
+        # The DNS TTL is short: the guard checks the name's addresses per batch, the pool should not outlive a
+        # DNS change.
+        self._pool_options: dict[str, Any] = {
+            "limit": max_connections, "dns_ttl_s": dns_cache_ttl_s, "user_agent": user_agent,
+            "check": None if allow_private else refuse_private, "ssl_context": ssl_context}
         # A pool belongs to the loop it was created in (its transports do): created lazily, in the loop that sends.
         self._pools: dict[asyncio.AbstractEventLoop, Http1Pool] = {}
         weakref.finalize(self, _close_abandoned, self._pools)
@@ -70,12 +72,8 @@ class WebhookSender:
         for old in [lp for lp in self._pools if lp.is_closed()]:
             del self._pools[old]  # its loop is gone: nothing can close it any more
         # No proxies, .netrc credentials, cookies or redirects exist in the pool: deliveries go straight to the
-        # checked URL and never carry credentials meant for something else. The SSRF guard runs on the addresses
-        # actually connected to (DNS rebinding), not only on a lookup made before; with private targets allowed
-        # there is nothing to check.
-        pool = self._pools[loop] = Http1Pool(
-            limit=self.max_connections, dns_ttl_s=self.dns_cache_ttl_s, user_agent=self.user_agent,
-            check=None if self.allow_private else refuse_private, ssl_context=self.ssl_context)
+        # checked URL and never carry credentials meant for something else.
+        pool = self._pools[loop] = Http1Pool(**self._pool_options)
         return pool
 
     async def send(
